@@ -128,7 +128,6 @@ from incentive.envs.gridworld import (
     GridParams,
     Windows,
     finish_step,
-    first_true,
     resolve_moves,
     spawn_positions,
     split_draws,
@@ -144,6 +143,11 @@ FIRE_COST, HIT_PENALTY = 1.0, 50.0
 WALL, APPLE, WASTE, OTHER = 0, 1, 2, 3
 CHANNELS = 4
 _KEY_MASK = (1 << 40) - 1  # the bits of a draw below its uniform's 24
+#: Cell codes of the cleaning beams' byte map: a line stops at its first nonzero byte and
+#: cleans it when that byte's lowest set bit is the waste bit (waste under an agent included).
+_CODE = {"waste": 1, "wall": 2, "agent": 4}
+_WASTE_BITS = 0x0101010101010101  # the waste bit of each byte of a word
+_BYTE_INDEX = 0x0001020304050607  # (2 ** (8 j)) * this has j in its top byte
 
 
 @dataclass(frozen=True)
@@ -324,16 +328,17 @@ class Cleanup(BatchedEnv):
         self._num_waste = num_waste = len(self.waste_cells)
         self._apple_slot = grid.slots(self.apple_cells)
         self._beams = Beams(grid, spec.beam_length)
-        # the slots of the cleaning lines' cells in [waste..., False spare, True spare], from
-        # every cell, then True spares (at least one; up to 8 entries, the fast `first_true`):
-        # walls and waste stop a cleaning line
-        slot = grid.slots(self.waste_cells)
-        slot[grid.wall] = num_waste + 1
-        ends = max(1, 8 - spec.beam_length)
-        self._line_slots = torch.cat(
-            [slot[self._beams.cells], slot.new_full((grid.size, 3, ends), num_waste + 1)], dim=2
-        )
-        self._spares = torch.tensor([[False, True]], device=device).expand(num_envs, 2)
+        # cleaning beams read a byte per cell of each instance's padded map (`_CODE`); the
+        # cells of the three lines from every cell, each line padded with walls to whole
+        # 8-byte words (cells past the line's end then stop it without cleaning)
+        words = -(-spec.beam_length // 8)
+        line_cells = torch.zeros(grid.size, 3, 8 * words, dtype=torch.long, device=device)  # 0: a wall
+        line_cells[:, :, : spec.beam_length] = self._beams.cells
+        self._line_cells = line_cells.flatten(1)  # [N, 3 * 8 words]
+        self._line_words = words
+        self._word_base = torch.arange(3 * words, device=device) * 8
+        self._wall_codes = grid.wall.to(torch.uint8) * _CODE["wall"]
+        self._agent_codes = torch.full((1, agents), _CODE["agent"], dtype=torch.uint8, device=device)
         self._initial_waste = torch.isin(self.waste_cells, grid.cells("H"))[:, None]
         self._random_spawn = spec.spawn is None
         if self._random_spawn:
@@ -401,6 +406,39 @@ class Cleanup(BatchedEnv):
         draws["waste_key"] = cells[len(self.apple_cells) :] & _KEY_MASK
         return draws
 
+    def _clean(
+        self, pos: torch.Tensor, waste: torch.Tensor, cleaning: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fire the cleaning beams, agent 0 first; returns the new waste and the cells each cleared.
+
+        Every instance gets a byte map of its padded grid (`_CODE`: waste, walls, agents).
+        A line's bytes, read as little-endian 8-byte words, stop at the lowest set bit: a
+        waste bit there means the line cleans that cell. Each agent's beam updates the map
+        before the next agent fires.
+        """
+        num_envs = self.num_envs
+        codes = self._wall_codes.expand(num_envs, -1).clone()  # [E, N]
+        codes.index_copy_(1, self.waste_cells, waste.t().to(torch.uint8))
+        pos_by_env = pos.t()
+        codes.scatter_add_(1, pos_by_env, self._agent_codes.expand(num_envs, -1))
+        cleared_by = torch.empty(self.num_agents, num_envs, device=self.device)
+        for a in range(self.num_agents):
+            cells = self._line_cells.index_select(0, pos[a])  # [E, 3 * 8 words]
+            word = codes.gather(1, cells).view(torch.int64)  # [E, 3 * words]
+            first = word & -word  # the lowest set bit: the first stop of each line
+            if self._line_words > 1:  # only the first word of a line with a stop counts
+                stopped = (first != 0).view(num_envs, 3, -1)
+                earlier = (stopped.cumsum(2) - stopped.long() > 0).view(num_envs, -1)
+                first = torch.where(earlier, 0, first)
+            hit = first & _WASTE_BITS  # 2 ** (8 j): the line's j-th byte is waste
+            clean = (hit != 0) & cleaning[a, :, None]
+            byte = ((hit * _BYTE_INDEX) >> 56) + self._word_base  # [E, 3 * words]
+            target = cells.gather(1, byte)
+            codes.scatter_add_(1, target, clean.to(torch.uint8).neg())  # clear the waste bit
+            cleared_by[a] = clean.sum(1)
+        waste = codes.index_select(1, self.waste_cells).t() & _CODE["waste"]
+        return waste.bool(), cleared_by
+
     def _spawn_positions(self, key: torch.Tensor | None) -> torch.Tensor:
         key = key if self._random_spawn else None
         return spawn_positions(self._spawn_cells, key, self.num_agents, self.num_envs)
@@ -438,21 +476,10 @@ class Cleanup(BatchedEnv):
         cleaning = actions == CLEAN
         waste = self.waste
         waste_before = waste.sum(0)
-        cleared_by = torch.zeros(self.num_agents, num_envs, device=self.device)
         if cleaning.any():
-            first_agent = self._beams.first_agent(self._beams.along(pos))
-            first_agent = first_agent.permute(2, 0, 1).contiguous()  # [E, A, 3]
-            blocks = torch.cat([waste.t(), self._spares], dim=1)  # [E, K_w + 2]
-            for a in range(self.num_agents):
-                slots = self._line_slots.index_select(0, pos[a])  # [E, 3, max(L + 1, 8)]
-                dirty = blocks.gather(1, slots.view(num_envs, -1)).view(slots.shape)
-                first = first_true(dirty)  # first wall or waste on each line
-                cell = slots.gather(2, first[..., None]).squeeze(2)
-                # waste under an agent is still cleaned (then the agent stops the line)
-                clear = (first <= first_agent[:, a]) & (cell < num_waste) & cleaning[a, :, None]
-                blocks = blocks.scatter(1, torch.where(clear, cell, num_waste), False)
-                cleared_by[a] = clear.sum(1)  # lines run in different columns: no cell twice
-            waste = blocks[:, :num_waste].t().contiguous()
+            waste, cleared_by = self._clean(pos, waste, cleaning)
+        else:
+            cleared_by = torch.zeros(self.num_agents, num_envs, device=self.device)
         waste_count = waste.sum(0)
 
         # 4. punishment beams

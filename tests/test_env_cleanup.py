@@ -709,8 +709,9 @@ def _reference_step(spec, state, actions, draws, beam_length=5):
         ({}, 150),
         ({"map": "lio_10x10", "punishment": True}, 120),
         ({"map": "original", "episode_length": 40}, 100),
+        ({"map": "lio_10x10", "beam_length": 11}, 100),
     ],
-    ids=["lio_7x7", "lio_10x10_punish", "original"],
+    ids=["lio_7x7", "lio_10x10_punish", "original", "beam_two_words"],
 )
 def test_matches_plain_python_rules(params, steps):
     num_envs = 6
@@ -745,7 +746,7 @@ def test_matches_plain_python_rules(params, steps):
         ts = env.step(actions)
         for e in range(num_envs):
             draws = {k: v[:, e].tolist() for k, v in recorded.items()}
-            expected, reward = _reference_step(spec, states[e], actions[e].tolist(), draws)
+            expected, reward = _reference_step(spec, states[e], actions[e].tolist(), draws, spec.beam_length)
             assert ts.reward[e].tolist() == reward
             if t_before[e] + 1 < spec.episode_length:
                 assert [where(env, a, e) for a in range(env.num_agents)] == expected["pos"]
