@@ -370,7 +370,6 @@ class Cleanup(BatchedEnv):
             agent_channel=OTHER,
             item_cells=torch.cat([self.apple_cells, self.waste_cells]),
             item_channels=torch.tensor([APPLE] * len(self.apple_cells) + [WASTE] * num_waste, device=device),
-            num_agents=agents,
         )
         self._acting = torch.ones(num_envs, agents, dtype=torch.bool, device=device)
         # one draw per apple and waste-able cell (a waste cell's low 40 bits are its order
@@ -456,7 +455,7 @@ class Cleanup(BatchedEnv):
     def step(self, actions: torch.Tensor) -> TimeStep:
         """Advance every instance by one step (rules in the module docstring)."""
         spec, grid = self.spec, self.grid
-        num_envs, num_waste = self.num_envs, self._num_waste
+        num_envs = self.num_envs
         actions = actions.to(device=self.device, dtype=torch.long).t().contiguous()  # [A, E]
         draws = self._draw()
 

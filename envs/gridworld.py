@@ -342,7 +342,6 @@ class Windows:
         agent_channel: the plane of the other agents.
         item_cells: [K] long flat cells that may hold an item.
         item_channels: [K] long plane of each item cell (not the wall plane).
-        num_agents: A.
 
     """
 
@@ -356,7 +355,6 @@ class Windows:
         agent_channel: int,
         item_cells: torch.Tensor,
         item_channels: torch.Tensor,
-        num_agents: int,
     ) -> None:
         if grid.pad < radius:
             raise ValueError(f"the grid's padding {grid.pad} is smaller than the radius {radius}")
@@ -380,19 +378,19 @@ class Windows:
 
         relative = grid.relative_table(window_index)
         self.observer_code, self.target_code = grid.observer_code, grid.target_code
-        # items: from every cell, where each item cell lands in the window (plane included), -1
-        # when out of view; agents: a relative-position lookup
+        # Everything is drawn by scattering 1s: whatever is out of view (or absent) is sent to
+        # `trash`, the wall plane's centre, which is never a wall and is reset to 0 afterwards,
+        # together with the agent plane's centre (the observer itself).
+        self.trash = wall_channel * area + area // 2
+        self._cleared = torch.tensor([self.trash, agent_channel * area + area // 2], device=device)
+        # items: from every cell, where each item cell lands in the planes
         item_code = grid.target_code[item_cells]
         into = relative[(item_code[None, :] - grid.observer_code[:, None]).clamp_(0, len(relative) - 1)]
-        into = torch.where(into >= 0, into + item_channels.to(device) * area, -1)
-        inside_rows = inside[:, None].expand_as(into)
+        into = torch.where(into >= 0, into + item_channels.to(device) * area, self.trash)
         #: [N, K] long: flat index in the planes of every item cell seen from every map cell.
-        self.item_index = torch.where(inside_rows, into, -1)
-        self.relative = relative
-        self.agent_base = agent_channel * area
-        # unseen points write 0 on the wall plane at the centre, which is never a wall
-        self.trash = wall_channel * area + area // 2
-        self.not_self = ~torch.eye(num_agents, dtype=torch.bool, device=device)[:, None, :]
+        self.item_index = torch.where(inside[:, None], into, self.trash)
+        #: [R] long: flat index in the agent plane of another agent at each relative position.
+        self.agent_index = torch.where(relative >= 0, relative + agent_channel * area, self.trash)
 
     def __call__(self, pos: torch.Tensor, present: torch.Tensor) -> list[torch.Tensor]:
         """The window of every agent.
@@ -407,19 +405,13 @@ class Windows:
         """
         agents, num_envs = pos.shape
         rows = pos.reshape(-1)  # agent-major: row a * E + e
-        # items [A, E, K]
-        index = self.item_index.index_select(0, rows).view(agents, num_envs, -1)
-        seen = (index >= 0) & present.t().contiguous()
-        # other agents [A (observer), E, A (seen)]
+        out = self.table.index_select(0, rows).view(agents, num_envs, -1)  # walls drawn
+        items = self.item_index.index_select(0, rows).view(agents, num_envs, -1)
+        out.scatter_(2, torch.where(present.t(), items, self.trash), 1.0)
+        # agents [A (observer), E, A (seen)], the observer itself included (cleared below)
         code = self.target_code.take(pos).t()[None] - self.observer_code.take(pos)[:, :, None]
-        agent_index = self.relative.take(code)
-        seen_agent = (agent_index >= 0) & self.not_self
-        agent_index = torch.where(seen_agent, agent_index + self.agent_base, self.trash)
-        index = torch.cat([torch.where(seen, index, self.trash), agent_index], dim=2)
-        index = index.view(agents * num_envs, -1)
-        src = torch.cat([seen, seen_agent], dim=2).view(agents * num_envs, -1).to(torch.float32)
-        out = self.table.index_select(0, rows)  # [A * E, C * side^2]
-        out.scatter_(1, index, src)
+        out.scatter_(2, self.agent_index.take(code), 1.0)
+        out.index_fill_(2, self._cleared, 0.0)
         side = self.side
         return list(out.view(agents, num_envs, self.channels, side, side).unbind(0))
 

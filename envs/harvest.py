@@ -273,7 +273,6 @@ class Harvest(BatchedEnv):
             agent_channel=OTHER,
             item_cells=self.apple_cells,
             item_channels=torch.full((len(self.apple_cells),), APPLE, device=device),
-            num_agents=agents,
         )
         self._acting = torch.ones(num_envs, agents, dtype=torch.bool, device=device)
         self._draw_layout = (
