@@ -147,7 +147,6 @@ _KEY_MASK = (1 << 40) - 1  # the bits of a draw below its uniform's 24
 #: cleans it when that byte's lowest set bit is the waste bit (waste under an agent included).
 _CODE = {"waste": 1, "wall": 2, "agent": 4}
 _WASTE_BITS = 0x0101010101010101  # the waste bit of each byte of a word
-_BYTE_INDEX = 0x0001020304050607  # (2 ** (8 j)) * this has j in its top byte
 
 
 @dataclass(frozen=True)
@@ -328,15 +327,15 @@ class Cleanup(BatchedEnv):
         self._num_waste = num_waste = len(self.waste_cells)
         self._apple_slot = grid.slots(self.apple_cells)
         self._beams = Beams(grid, spec.beam_length)
-        # cleaning beams read a byte per cell of each instance's padded map (`_CODE`); the
+        # cleaning beams read a byte per cell of each instance's padded map (`_CODE`): the
         # cells of the three lines from every cell, each line padded with walls to whole
-        # 8-byte words (cells past the line's end then stop it without cleaning)
+        # 8-byte words (cells past its end then stop it without cleaning), and a last row
+        # N of walls only, the "lines" of an agent that does not clean
         words = -(-spec.beam_length // 8)
-        line_cells = torch.zeros(grid.size, 3, 8 * words, dtype=torch.long, device=device)  # 0: a wall
-        line_cells[:, :, : spec.beam_length] = self._beams.cells
-        self._line_cells = line_cells.flatten(1)  # [N, 3 * 8 words]
+        line_cells = torch.zeros(grid.size + 1, 3, 8 * words, dtype=torch.long, device=device)  # 0: wall
+        line_cells[:-1, :, : spec.beam_length] = self._beams.cells
+        self._line_cells = line_cells.flatten(1)  # [N + 1, 3 * 8 words]
         self._line_words = words
-        self._word_base = torch.arange(3 * words, device=device) * 8
         self._wall_codes = grid.wall.to(torch.uint8) * _CODE["wall"]
         self._agent_codes = torch.full((1, agents), _CODE["agent"], dtype=torch.uint8, device=device)
         self._initial_waste = torch.isin(self.waste_cells, grid.cells("H"))[:, None]
@@ -399,7 +398,7 @@ class Cleanup(BatchedEnv):
             `spawn_key` (raw 64-bit keys).
 
         """
-        draws = split_draws(self.rng.bits(self._num_draws), self._draw_layout)
+        draws = split_draws(self.rng.bits(self._num_draws, instance_last=True), self._draw_layout)
         cells = draws.pop("cells")
         draws["apple"], draws["waste"] = uniform(cells).split([len(self.apple_cells), self._num_waste])
         draws["waste_key"] = cells[len(self.apple_cells) :] & _KEY_MASK
@@ -411,32 +410,31 @@ class Cleanup(BatchedEnv):
         """Fire the cleaning beams, agent 0 first; returns the new waste and the cells each cleared.
 
         Every instance gets a byte map of its padded grid (`_CODE`: waste, walls, agents).
-        A line's bytes, read as little-endian 8-byte words, stop at the lowest set bit: a
-        waste bit there means the line cleans that cell. Each agent's beam updates the map
-        before the next agent fires.
+        A line's bytes, read as little-endian 8-byte words, stop at the lowest set bit; a
+        waste bit there (byte j: the word's bit 8 j) is the cell the line cleans, and
+        subtracting that bit from the word and writing the line back cleans it, so each
+        agent's beam updates the map before the next agent fires.
         """
         num_envs = self.num_envs
         codes = self._wall_codes.expand(num_envs, -1).clone()  # [E, N]
-        codes.index_copy_(1, self.waste_cells, waste.t().to(torch.uint8))
-        pos_by_env = pos.t()
-        codes.scatter_add_(1, pos_by_env, self._agent_codes.expand(num_envs, -1))
-        cleared_by = torch.empty(self.num_agents, num_envs, device=self.device)
+        codes.index_copy_(1, self.waste_cells, waste.view(torch.uint8).t())
+        codes.scatter_add_(1, pos.t(), self._agent_codes.expand(num_envs, -1))
+        shooters = torch.where(cleaning, pos, len(self._line_cells) - 1)
+        hits = []
         for a in range(self.num_agents):
-            cells = self._line_cells.index_select(0, pos[a])  # [E, 3 * 8 words]
+            cells = self._line_cells.index_select(0, shooters[a])  # [E, 3 * 8 words]
             word = codes.gather(1, cells).view(torch.int64)  # [E, 3 * words]
             first = word & -word  # the lowest set bit: the first stop of each line
             if self._line_words > 1:  # only the first word of a line with a stop counts
                 stopped = (first != 0).view(num_envs, 3, -1)
                 earlier = (stopped.cumsum(2) - stopped.long() > 0).view(num_envs, -1)
                 first = torch.where(earlier, 0, first)
-            hit = first & _WASTE_BITS  # 2 ** (8 j): the line's j-th byte is waste
-            clean = (hit != 0) & cleaning[a, :, None]
-            byte = ((hit * _BYTE_INDEX) >> 56) + self._word_base  # [E, 3 * words]
-            target = cells.gather(1, byte)
-            codes.scatter_add_(1, target, clean.to(torch.uint8).neg())  # clear the waste bit
-            cleared_by[a] = clean.sum(1)
-        waste = codes.index_select(1, self.waste_cells).t() & _CODE["waste"]
-        return waste.bool(), cleared_by
+            hit = first & _WASTE_BITS
+            codes.scatter_(1, cells, (word - hit).view(torch.uint8))
+            hits.append(hit)
+        cleared_by = (torch.stack(hits) != 0).sum(2, dtype=torch.float32)
+        waste = codes.index_select(1, self.waste_cells) & _CODE["waste"]
+        return waste.t().contiguous().view(torch.bool), cleared_by
 
     def _spawn_positions(self, key: torch.Tensor | None) -> torch.Tensor:
         key = key if self._random_spawn else None
@@ -445,7 +443,7 @@ class Cleanup(BatchedEnv):
     # --- the interface ---------------------------------------------------
 
     def _reset(self) -> TimeStep:
-        key = self.rng.bits(len(self._spawn_cells)).t().contiguous() if self._random_spawn else None
+        key = self.rng.bits(len(self._spawn_cells), instance_last=True) if self._random_spawn else None
         self.pos = self._spawn_positions(key).clone()
         self.apple = torch.zeros_like(self.apple)
         self.waste = self._initial_waste.expand(-1, self.num_envs).clone()

@@ -422,8 +422,8 @@ def uniform(bits: torch.Tensor) -> torch.Tensor:
 
 
 def split_draws(bits: torch.Tensor, layout: Sequence[tuple[str, int]]) -> dict[str, torch.Tensor]:
-    """Cut one [E, n] draw into named [n_i, E] blocks (instance last), in `layout` order."""
-    rows = bits.t().contiguous().split([n for _, n in layout])
+    """Cut one [n, E] draw (`InstanceRandom.bits(n, instance_last=True)`) into named [n_i, E] blocks."""
+    rows = bits.split([n for _, n in layout])
     return dict(zip([name for name, _ in layout], rows, strict=True))
 
 

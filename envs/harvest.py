@@ -295,7 +295,7 @@ class Harvest(BatchedEnv):
             `spawn_key` (raw 64-bit keys).
 
         """
-        draws = split_draws(self.rng.bits(self._num_draws), self._draw_layout)
+        draws = split_draws(self.rng.bits(self._num_draws, instance_last=True), self._draw_layout)
         draws["apple"] = uniform(draws["apple"])
         return draws
 
@@ -306,7 +306,7 @@ class Harvest(BatchedEnv):
     # --- the interface ---------------------------------------------------
 
     def _reset(self) -> TimeStep:
-        key = self.rng.bits(len(self._spawn_cells)).t().contiguous() if self._random_spawn else None
+        key = self.rng.bits(len(self._spawn_cells), instance_last=True) if self._random_spawn else None
         self.pos = self._spawn_positions(key).clone()
         self.apple = torch.ones_like(self.apple)
         self.t = torch.zeros_like(self.t)

@@ -55,13 +55,16 @@ class InstanceRandom:
         """Set instance e's stream from seeds[e] (mixed, so nearby seeds diverge)."""
         self.state = splitmix64(seeds.to(torch.int64).to(self.state.device) * _GAMMA + _GAMMA)
 
-    def bits(self, n: int) -> torch.Tensor:
-        """[E, n] int64 of 64 random bits each; advances every stream by n."""
+    def bits(self, n: int, *, instance_last: bool = False) -> torch.Tensor:
+        """[E, n] (or [n, E] if `instance_last`) int64 of 64 random bits each; advances every stream by n."""
         offsets = self._offsets.get(n)
         if offsets is None:
             offsets = torch.arange(1, n + 1, dtype=torch.int64, device=self.state.device) * _GAMMA
             self._offsets[n] = offsets
-        draws = splitmix64(self.state[:, None] + offsets)
+        if instance_last:
+            draws = splitmix64(self.state[None, :] + offsets[:, None])
+        else:
+            draws = splitmix64(self.state[:, None] + offsets)
         self.state = self.state + _signed((n * _GAMMA) % (1 << 64))
         return draws
 
