@@ -461,18 +461,17 @@ class Cleanup(BatchedEnv):
         target = self.pos + self._deltas.take(actions)
         pos = self.pos = resolve_moves(self.pos, target, grid.wall, draws["move_key"])
 
-        # 2. eating (slot K: not an apple cell)
+        # 2. eating (slot K: not an apple cell); `blocked`: the apple cells where nothing grows
         slot = self._apple_slot.take(pos)  # [A, E]
         apple = torch.cat([self.apple, self.apple.new_zeros(1, num_envs)])
         eaten = apple.gather(0, slot)
-        occupied = torch.zeros_like(apple).scatter_(0, slot, True)[:-1]
+        blocked = apple.scatter(0, slot, True)[:-1]  # an apple or an agent
         apple = apple.scatter_(0, slot, False)[:-1]
         reward = eaten.to(torch.float32)
 
         # 3. cleaning beams, agent 0 first (instance-first here: the lines are short rows)
         cleaning = actions == CLEAN
         waste = self.waste
-        waste_before = waste.sum(0)
         if cleaning.any():
             waste, cleared_by = self._clean(pos, waste, cleaning)
         else:
@@ -487,7 +486,7 @@ class Cleanup(BatchedEnv):
 
         # 5. spawning
         p_apple = self._apple_prob.take(waste_count)
-        self.apple = apple | (~(apple | occupied) & (draws["apple"] < p_apple))
+        self.apple = apple | (~blocked & (draws["apple"] < p_apple))
         tries = ~waste & (draws["waste"] < self._waste_prob.take(waste_count))
         # the first cell in a random order that succeeds: the largest key among the tries
         # (argmax along the contiguous last dimension: ~10x faster than along the short first one)
@@ -496,16 +495,14 @@ class Cleanup(BatchedEnv):
 
         self.t = self.t + 1
         terminated = self.t >= spec.episode_length
-        counts = torch.stack([eaten.sum(0), cleaning.sum(0), waste_before - waste_count, fired.sum(0)]).to(
-            torch.float32
-        )
+        counts = torch.stack([eaten, cleaning, fired]).sum(1, dtype=torch.float32)  # [3, E]
         cleaning_by = cleaning.to(torch.float32)
         info = {
             "apples_eaten": counts[0],
             "apple_eat_time": counts[0] * self.t,
             "cleaning_actions": counts[1],
-            "waste_cleared": counts[2],
-            "punishments": counts[3],
+            "waste_cleared": cleared_by.sum(0),
+            "punishments": counts[2],
         }
         for i, name in enumerate(self.possible_agents):
             info[f"cleaning_actions_{name}"] = cleaning_by[i]
