@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from grid_windows import check_windows
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from pydantic import ValidationError
 
@@ -752,6 +753,8 @@ def test_matches_plain_python_rules(params, steps):
                 assert [where(env, a, e) for a in range(env.num_agents)] == expected["pos"]
                 assert apples_at(env, e) == expected["apples"]
                 assert waste_at(env, e) == expected["waste"]
+                items = {APPLE: expected["apples"], WASTE: expected["waste"]}
+                check_windows(env, ts, e, expected["pos"], items, (WALL, OTHER, 4))
 
 
 # --- PettingZoo -------------------------------------------------------------------------------------

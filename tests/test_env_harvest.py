@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from grid_windows import check_windows
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from pydantic import ValidationError
 
@@ -519,6 +520,7 @@ def test_matches_plain_python_rules(params, steps):
             if t_before[e] + 1 < spec.episode_length:
                 assert [where(env, a, e) for a in range(env.num_agents)] == expected["pos"]
                 assert apples_at(env, e) == expected["apples"]
+                check_windows(env, ts, e, expected["pos"], {APPLE: expected["apples"]}, (WALL, OTHER, 3))
                 grown_total += len(expected["apples"] - states[e]["apples"])
     assert grown_total > 0  # regrowth happened and matched
 
