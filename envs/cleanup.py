@@ -117,28 +117,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import gymnasium
 import torch
 from pydantic import Field
 
-from incentive.envs.base import BatchedEnv, EnvParams, TimeStep
-from incentive.envs.gridworld import (
-    Beams,
-    Grid,
-    GridParams,
-    Windows,
-    finish_step,
-    resolve_moves,
-    spawn_positions,
-    split_draws,
-    uniform,
-)
+from incentive.envs.base import EnvParams, TimeStep
+from incentive.envs.gridworld import GridGame, GridParams, split_draws, uniform
 
 __all__ = ["CLEANUP_MAPS", "Cleanup", "CleanupMap", "CleanupParams"]
 
 #: Action index of the cleaning beam and of the punishment beam.
 CLEAN, PUNISH = 5, 6
-FIRE_COST, HIT_PENALTY = 1.0, 50.0
 #: Observation channels (bit c of a cell's code is channel c).
 WALL, APPLE, WASTE, OTHER = 0, 1, 2, 3
 CHANNELS = 4
@@ -280,10 +268,12 @@ class CleanupParams(GridParams):
     beam_length: int = Field(5, ge=1, description="Cells per beam line (cleaning and punishment).")
 
 
-class Cleanup(BatchedEnv):
+class Cleanup(GridGame):
     """E instances of Cleanup stepped as tensor operations; see the module docstring."""
 
     Params: ClassVar[type[EnvParams]] = CleanupParams
+    channels, wall_channel, agent_channel = CHANNELS, WALL, OTHER
+    apple_symbol, punish = "B", PUNISH
     #: Per-step counters; `cleaning_actions_<agent>` are added per instance (they depend on A).
     info_keys: ClassVar[tuple[str, ...]] = (
         "apples_eaten",
@@ -303,18 +293,7 @@ class Cleanup(BatchedEnv):
 
     def __init__(self, *, num_envs: int, params: EnvParams, device: str = "cpu") -> None:
         super().__init__(num_envs=num_envs, params=params, device=device)
-        assert isinstance(params, CleanupParams)
-        spec = self.spec = params.resolve()
-        radius = spec.view_size // 2
-        grid = self.grid = Grid(spec.rows, pad=radius, device=self.device)
-        agents = spec.num_agents
-        self.possible_agents = [f"agent_{i}" for i in range(agents)]
-        n_actions = 7 if spec.punishment else 6
-        obs_space = gymnasium.spaces.Box(
-            0.0, 1.0, (CHANNELS, spec.view_size, spec.view_size), dtype="float32"
-        )
-        self.observation_spaces = {a: obs_space for a in self.possible_agents}
-        self.action_spaces = {a: gymnasium.spaces.Discrete(n_actions) for a in self.possible_agents}
+        spec, grid, agents = self.spec, self.grid, self.num_agents
         per_agent = tuple(f"cleaning_actions_{a}" for a in self.possible_agents)
         cleared = tuple(f"waste_cleared_{a}" for a in self.possible_agents)
         self.info_keys = (*type(self).info_keys, *per_agent, *cleared)
@@ -322,11 +301,8 @@ class Cleanup(BatchedEnv):
 
         # static layout
         device = self.device
-        self.apple_cells = grid.cells("B")
         self.waste_cells = grid.cells("HR")
         self._num_waste = num_waste = len(self.waste_cells)
-        self._apple_slot = grid.slots(self.apple_cells)
-        self._beams = Beams(grid, spec.beam_length)
         # cleaning beams read a byte per cell of each instance's padded map (`_CODE`): the
         # cells of the three lines from every cell, each line padded with walls to whole
         # 8-byte words (cells past its end then stop it without cleaning), and a last row
@@ -339,16 +315,6 @@ class Cleanup(BatchedEnv):
         self._wall_codes = grid.wall.to(torch.uint8) * _CODE["wall"]
         self._agent_codes = torch.full((1, agents), _CODE["agent"], dtype=torch.uint8, device=device)
         self._initial_waste = torch.isin(self.waste_cells, grid.cells("H"))[:, None]
-        self._random_spawn = spec.spawn is None
-        if self._random_spawn:
-            self._spawn_cells = grid.cells("P")
-        else:
-            self._spawn_cells = torch.tensor(
-                [grid.index(r, c) for r, c in spec.spawn[:agents]], device=device
-            )
-        self._deltas = torch.cat(
-            [grid.move_deltas, torch.zeros(n_actions - 5, dtype=torch.long, device=device)]
-        )
         self._waste_index = torch.arange(num_waste, device=device)[:, None]
         # spawning by the number n of waste cells: d = n / K; at or above the threshold
         # nothing spawns, below it apples grow with p_apple (1 - d / threshold)
@@ -361,16 +327,10 @@ class Cleanup(BatchedEnv):
             device=device,
         )
         self._waste_prob = torch.tensor([spec.waste_spawn_prob if ok else 0.0 for ok in below], device=device)
-        self._windows = Windows(
-            grid,
-            radius=radius,
-            channels=CHANNELS,
-            wall_channel=WALL,
-            agent_channel=OTHER,
-            item_cells=torch.cat([self.apple_cells, self.waste_cells]),
-            item_channels=torch.tensor([APPLE] * len(self.apple_cells) + [WASTE] * num_waste, device=device),
+        self._windows = self._windows_of(
+            torch.cat([self.apple_cells, self.waste_cells]),
+            torch.tensor([APPLE] * len(self.apple_cells) + [WASTE] * num_waste, device=device),
         )
-        self._acting = torch.ones(num_envs, agents, dtype=torch.bool, device=device)
         # one draw per apple and waste-able cell (a waste cell's low 40 bits are its order
         # key), one per agent, one per spawn point on random-spawn maps
         self._draw_layout = (
@@ -380,12 +340,10 @@ class Cleanup(BatchedEnv):
         )
         self._num_draws = sum(n for _, n in self._draw_layout)
 
-        # state, instance last: positions [A, E], apples [K, E] and waste [K_w, E] per
-        # apple / waste-able cell, time [E]
-        self.pos = self._spawn_positions(None).clone()
+        # state, instance last (`pos` [A, E] and `t` [E] come from GridGame): apples [K, E]
+        # and waste [K_w, E] per apple / waste-able cell
         self.apple = torch.zeros(len(self.apple_cells), num_envs, dtype=torch.bool, device=device)
         self.waste = self._initial_waste.expand(-1, num_envs).clone()
-        self.t = torch.zeros(num_envs, dtype=torch.long, device=device)
 
     # --- randomness ------------------------------------------------------
 
@@ -436,53 +394,36 @@ class Cleanup(BatchedEnv):
         waste = codes.index_select(1, self.waste_cells) & _CODE["waste"]
         return waste.t().contiguous().view(torch.bool), cleared_by
 
-    def _spawn_positions(self, key: torch.Tensor | None) -> torch.Tensor:
-        key = key if self._random_spawn else None
-        return spawn_positions(self._spawn_cells, key, self.num_agents, self.num_envs)
-
     # --- the interface ---------------------------------------------------
 
     def _reset(self) -> TimeStep:
-        key = self.rng.bits(len(self._spawn_cells), instance_last=True) if self._random_spawn else None
-        self.pos = self._spawn_positions(key).clone()
+        self._reset_agents()
         self.apple = torch.zeros_like(self.apple)
         self.waste = self._initial_waste.expand(-1, self.num_envs).clone()
-        self.t = torch.zeros_like(self.t)
         return self._first_step(self._observe(), acting=self._acting)
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         """Advance every instance by one step (rules in the module docstring)."""
-        spec, grid = self.spec, self.grid
         num_envs = self.num_envs
         actions = actions.to(device=self.device, dtype=torch.long).t().contiguous()  # [A, E]
         draws = self._draw()
 
-        # 1. moves
-        target = self.pos + self._deltas.take(actions)
-        pos = self.pos = resolve_moves(self.pos, target, grid.wall, draws["move_key"])
-
-        # 2. eating (slot K: not an apple cell); `blocked`: the apple cells where nothing grows
-        slot = self._apple_slot.take(pos)  # [A, E]
-        apple = torch.cat([self.apple, self.apple.new_zeros(1, num_envs)])
-        eaten = apple.gather(0, slot)
-        blocked = apple.scatter(0, slot, True)[:-1]  # an apple or an agent
-        apple = apple.scatter_(0, slot, False)[:-1]
+        # 1. moves, 2. eating
+        eaten, apple, blocked = self._move_and_eat(actions, self.apple, draws["move_key"])
+        apple = apple[:-1]
         reward = eaten.to(torch.float32)
 
         # 3. cleaning beams, agent 0 first (instance-first here: the lines are short rows)
         cleaning = actions == CLEAN
         waste = self.waste
         if cleaning.any():
-            waste, cleared_by = self._clean(pos, waste, cleaning)
+            waste, cleared_by = self._clean(self.pos, waste, cleaning)
         else:
             cleared_by = torch.zeros(self.num_agents, num_envs, device=self.device)
         waste_count = waste.sum(0)
 
         # 4. punishment beams
-        fired = actions == PUNISH
-        if spec.punishment:
-            hits = self._beams.hits(pos, fired).to(torch.float32)
-            reward = reward - FIRE_COST * fired.to(torch.float32) - HIT_PENALTY * hits
+        reward, fired = self._punish(reward, actions)
 
         # 5. spawning
         p_apple = self._apple_prob.take(waste_count)
@@ -494,7 +435,7 @@ class Cleanup(BatchedEnv):
         self.waste = waste | ((self._waste_index == first) & tries.any(0))
 
         self.t = self.t + 1
-        terminated = self.t >= spec.episode_length
+        terminated = self.t >= self.spec.episode_length
         counts = torch.stack([eaten, cleaning, fired]).sum(1, dtype=torch.float32)  # [3, E]
         cleaning_by = cleaning.to(torch.float32)
         info = {
@@ -508,35 +449,13 @@ class Cleanup(BatchedEnv):
             info[f"cleaning_actions_{name}"] = cleaning_by[i]
             info[f"waste_cleared_{name}"] = cleared_by[i]
 
-        return finish_step(self, reward, terminated, info, draws["spawn_key"])
+        return self._finish(reward, terminated, info, draws["spawn_key"])
 
-    def _restart(self, done: torch.Tensor, spawn_key: torch.Tensor) -> None:
-        """Put the finished instances back in their reset state."""
-        self.pos = torch.where(done, self._spawn_positions(spawn_key), self.pos)
+    def _restart(self, done: torch.Tensor) -> None:
+        """Put the apples and waste of the finished instances back in their reset state."""
         self.apple = self.apple & ~done
         self.waste = torch.where(done, self._initial_waste, self.waste)
-        self.t = torch.where(done, 0, self.t)
 
     def _observe(self) -> dict[str, torch.Tensor]:
         present = torch.cat([self.apple, self.waste])
         return dict(zip(self.possible_agents, self._windows(self.pos, present), strict=True))
-
-    # --- metrics and checkpoints -------------------------------------------
-
-    def episode_metrics(self, totals: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Per-episode means over the finished episodes, and sustainability."""
-        episodes = max(len(totals["apples_eaten"]), 1)
-        metrics = {
-            key: float(totals[key].sum()) / episodes for key in self.metric_names if key != "sustainability"
-        }
-        eaten = float(totals["apples_eaten"].sum())
-        metrics["sustainability"] = float(totals["apple_eat_time"].sum()) / eaten if eaten else 0.0
-        return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        """Copies of the state tensors and the random streams."""
-        return {key: value.clone() for key, value in super().state_dict().items()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore (copies of) what `state_dict` returned."""
-        super().load_state_dict({k: v.to(self.device).clone() for k, v in state.items()})

@@ -27,6 +27,9 @@ leading dims for the same reason.
 | `uniform`         | float32 uniforms on [0, 1) from `InstanceRandom.bits` draws    |
 | `split_draws`     | one draw per step cut into named blocks of fixed sizes         |
 | `spawn_positions` | fixed or random distinct start cells                           |
+| `GridParams`      | the parameters every grid game shares                          |
+| `GridGame`        | the env base: spaces, spawning, moves and eating, punishment,  |
+|                   | episode ends, metrics, checkpoints                             |
 
 Moves (`resolve_moves`), as in the sequential social dilemma reference code
 (Vinitsky et al.) and LIO's small Cleanup maps:
@@ -57,10 +60,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import gymnasium
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from incentive.envs.base import EnvParams, TimeStep
+from incentive.envs.base import BatchedEnv, EnvParams, TimeStep
 
 __all__ = [
     "DOWN",
@@ -71,6 +75,7 @@ __all__ = [
     "UP",
     "Beams",
     "Grid",
+    "GridGame",
     "Windows",
     "first_true",
     "resolve_moves",
@@ -83,6 +88,8 @@ __all__ = [
 LEFT, RIGHT, UP, DOWN, STAY = 0, 1, 2, 3, 4
 #: (row, column) change of each move action.
 MOVE_DELTAS = ((0, -1), (0, 1), (-1, 0), (1, 0), (0, 0))
+#: Punishment beams: the firer's cost and the penalty per line that hits an agent.
+FIRE_COST, HIT_PENALTY = 1.0, 50.0
 
 WALL_SYMBOLS = "#@"
 
@@ -486,30 +493,167 @@ class GridParams(EnvParams):
         return dataclasses.replace(chosen, **overrides)
 
 
-def finish_step(
-    env: Any, reward: torch.Tensor, terminated: torch.Tensor, info: dict, spawn_key: torch.Tensor
-) -> TimeStep:
-    """The step's `TimeStep` of a grid game, restarting the instances whose episode ended.
+class GridGame(BatchedEnv):
+    """What Cleanup and Harvest share: the map, spaces, spawning, moves, eating, punishment, ends.
 
-    Args:
-        env: the grid game (with `_observe`, `_restart(done, spawn_key)` and `_acting`).
-        reward: [A, E] rewards (agent-major, as the grid games compute them).
-        terminated: [E] episodes that reached their horizon.
-        info: the step's counters.
-        spawn_key: the step's random draw for new spawn positions.
+    A subclass sets the class attributes below, builds its own `_windows`,
+    `_draw_layout` and dynamic contents after `super().__init__`, and writes
+    `step` from the shared pieces: `_move_and_eat`, `_punish` and `_finish`.
+    State common to both: `pos` [A, E] flat positions and `t` [E] steps into
+    the episode; `apple_cells` [K] are the cells where apples can be.
+
+    Class attributes:
+        channels: C, the observation planes.
+        wall_channel, agent_channel: the planes of walls and of the other agents.
+        apple_symbol: the map symbol of apple cells.
+        punish: the punishment action; also the number of actions without it.
     """
-    obs = env._observe()
-    final_obs = None
-    if terminated.any():
-        final_obs = obs
-        env._restart(terminated, spawn_key)
-        obs = env._observe()
-    return TimeStep(
-        obs=obs,
-        reward=reward.t().contiguous(),
-        terminated=terminated,
-        truncated=torch.zeros_like(terminated),
-        acting=env._acting,
-        info=info,
-        final_obs=final_obs,
-    )
+
+    channels: ClassVar[int]
+    wall_channel: ClassVar[int]
+    agent_channel: ClassVar[int]
+    apple_symbol: ClassVar[str]
+    punish: ClassVar[int]
+
+    def __init__(self, *, num_envs: int, params: EnvParams, device: str = "cpu") -> None:
+        super().__init__(num_envs=num_envs, params=params, device=device)
+        assert isinstance(params, GridParams)
+        spec = self.spec = params.resolve()
+        grid = self.grid = Grid(spec.rows, pad=spec.view_size // 2, device=self.device)
+        agents = spec.num_agents
+        self.possible_agents = [f"agent_{i}" for i in range(agents)]
+        n_actions = self.punish + 1 if spec.punishment else self.punish
+        obs_space = gymnasium.spaces.Box(
+            0.0, 1.0, (self.channels, spec.view_size, spec.view_size), dtype="float32"
+        )
+        self.observation_spaces = {a: obs_space for a in self.possible_agents}
+        self.action_spaces = {a: gymnasium.spaces.Discrete(n_actions) for a in self.possible_agents}
+
+        device = self.device
+        self.apple_cells = grid.cells(self.apple_symbol)
+        self._apple_slot = grid.slots(self.apple_cells)
+        self._random_spawn = spec.spawn is None
+        if self._random_spawn:
+            self._spawn_cells = grid.cells("P")
+        else:
+            self._spawn_cells = torch.tensor(
+                [grid.index(r, c) for r, c in spec.spawn[:agents]], device=device
+            )
+        # actions past the moves (beams) stay in place
+        self._deltas = torch.cat(
+            [grid.move_deltas, torch.zeros(n_actions - 5, dtype=torch.long, device=device)]
+        )
+        self._beams = Beams(grid, spec.beam_length)
+        self._acting = torch.ones(num_envs, agents, dtype=torch.bool, device=device)
+        self.pos = self._spawn_positions(None).clone()
+        self.t = torch.zeros(num_envs, dtype=torch.long, device=device)
+
+    def _windows_of(self, item_cells: torch.Tensor, item_channels: torch.Tensor) -> Windows:
+        """The observation windows of this game's planes, with these item cells drawn."""
+        return Windows(
+            self.grid,
+            radius=self.spec.view_size // 2,
+            channels=self.channels,
+            wall_channel=self.wall_channel,
+            agent_channel=self.agent_channel,
+            item_cells=item_cells,
+            item_channels=item_channels,
+        )
+
+    def _spawn_positions(self, key: torch.Tensor | None) -> torch.Tensor:
+        key = key if self._random_spawn else None
+        return spawn_positions(self._spawn_cells, key, self.num_agents, self.num_envs)
+
+    def _reset_agents(self) -> None:
+        """Agents back at their spawn points (drawing new ones on random-spawn maps), time 0."""
+        key = self.rng.bits(len(self._spawn_cells), instance_last=True) if self._random_spawn else None
+        self.pos = self._spawn_positions(key).clone()
+        self.t = torch.zeros_like(self.t)
+
+    def _move_and_eat(
+        self, actions: torch.Tensor, apple: torch.Tensor, move_key: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Moves (`resolve_moves`), then every agent on an apple eats it.
+
+        Args:
+            actions: [A, E] long actions.
+            apple: [K, E] bool apples before the step.
+            move_key: [A, E] the step's conflict keys.
+
+        Returns:
+            eaten [A, E] bool; the apples left, [K + 1, E] with a last spare row of False
+            (slot K: not an apple cell); and `blocked` [K, E], the apple cells where
+            nothing can grow this step (an apple or an agent on them). `self.pos` is moved.
+
+        """
+        target = self.pos + self._deltas.take(actions)
+        pos = self.pos = resolve_moves(self.pos, target, self.grid.wall, move_key)
+        slot = self._apple_slot.take(pos)  # [A, E]
+        apple = torch.cat([apple, apple.new_zeros(1, self.num_envs)])
+        eaten = apple.gather(0, slot)
+        blocked = apple.scatter(0, slot, True)[:-1]
+        return eaten, apple.scatter_(0, slot, False), blocked
+
+    def _punish(self, reward: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Punishment beams (when the game has them): returns the rewards after them and who fired."""
+        fired = actions == self.punish
+        if self.spec.punishment:
+            hits = self._beams.hits(self.pos, fired).to(torch.float32)
+            reward = reward - FIRE_COST * fired.to(torch.float32) - HIT_PENALTY * hits
+        return reward, fired
+
+    def _finish(
+        self, reward: torch.Tensor, terminated: torch.Tensor, info: dict, spawn_key: torch.Tensor
+    ) -> TimeStep:
+        """The step's `TimeStep`, restarting the instances whose episode ended.
+
+        Args:
+            reward: [A, E] rewards (agent-major, as the grid games compute them).
+            terminated: [E] episodes that reached their horizon.
+            info: the step's counters.
+            spawn_key: the step's random draw for new spawn positions.
+        """
+        obs = self._observe()
+        final_obs = None
+        if terminated.any():
+            final_obs = obs
+            self._restart(terminated)
+            self.pos = torch.where(terminated, self._spawn_positions(spawn_key), self.pos)
+            self.t = torch.where(terminated, 0, self.t)
+            obs = self._observe()
+        return TimeStep(
+            obs=obs,
+            reward=reward.t().contiguous(),
+            terminated=terminated,
+            truncated=torch.zeros_like(terminated),
+            acting=self._acting,
+            info=info,
+            final_obs=final_obs,
+        )
+
+    def _observe(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _restart(self, done: torch.Tensor) -> None:
+        """Put the map contents of the finished instances back in their reset state."""
+        raise NotImplementedError
+
+    # --- metrics and checkpoints -------------------------------------------
+
+    def episode_metrics(self, totals: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Per-episode means of the counters over the finished episodes, and sustainability."""
+        episodes = max(len(totals["apples_eaten"]), 1)
+        metrics = {
+            key: float(totals[key].sum()) / episodes for key in self.metric_names if key != "sustainability"
+        }
+        eaten = float(totals["apples_eaten"].sum())
+        metrics["sustainability"] = float(totals["apple_eat_time"].sum()) / eaten if eaten else 0.0
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """Copies of the state tensors and the random streams."""
+        return {key: value.clone() for key, value in super().state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore (copies of) what `state_dict` returned."""
+        super().load_state_dict({k: v.to(self.device).clone() for k, v in state.items()})

@@ -94,28 +94,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-import gymnasium
 import torch
 from pydantic import Field
 
-from incentive.envs.base import BatchedEnv, EnvParams, TimeStep
-from incentive.envs.gridworld import (
-    Beams,
-    Grid,
-    GridParams,
-    Windows,
-    finish_step,
-    resolve_moves,
-    spawn_positions,
-    split_draws,
-    uniform,
-)
+from incentive.envs.base import EnvParams, TimeStep
+from incentive.envs.gridworld import GridGame, GridParams, split_draws, uniform
 
 __all__ = ["HARVEST_MAPS", "Harvest", "HarvestMap", "HarvestParams"]
 
 #: Action index of the punishment beam.
 PUNISH = 5
-FIRE_COST, HIT_PENALTY = 1.0, 50.0
 #: Observation channels.
 WALL, APPLE, OTHER = 0, 1, 2
 CHANNELS = 3
@@ -213,10 +201,12 @@ class HarvestParams(GridParams):
     beam_length: int = Field(5, ge=1, description="Cells per punishment beam line.")
 
 
-class Harvest(BatchedEnv):
+class Harvest(GridGame):
     """E instances of Harvest stepped as tensor operations; see the module docstring."""
 
     Params: ClassVar[type[EnvParams]] = HarvestParams
+    channels, wall_channel, agent_channel = CHANNELS, WALL, OTHER
+    apple_symbol, punish = "A", PUNISH
     info_keys: ClassVar[tuple[str, ...]] = (
         "apples_eaten",
         "apple_eat_time",
@@ -233,59 +223,24 @@ class Harvest(BatchedEnv):
 
     def __init__(self, *, num_envs: int, params: EnvParams, device: str = "cpu") -> None:
         super().__init__(num_envs=num_envs, params=params, device=device)
-        assert isinstance(params, HarvestParams)
-        spec = self.spec = params.resolve()
-        radius = spec.view_size // 2
-        grid = self.grid = Grid(spec.rows, pad=radius, device=self.device)
-        agents = spec.num_agents
-        self.possible_agents = [f"agent_{i}" for i in range(agents)]
-        n_actions = 6 if spec.punishment else 5
-        obs_space = gymnasium.spaces.Box(
-            0.0, 1.0, (CHANNELS, spec.view_size, spec.view_size), dtype="float32"
-        )
-        self.observation_spaces = {a: obs_space for a in self.possible_agents}
-        self.action_spaces = {a: gymnasium.spaces.Discrete(n_actions) for a in self.possible_agents}
-
-        # static layout
         device = self.device
-        self.apple_cells = grid.cells("A")
-        self._apple_slot = grid.slots(self.apple_cells)
         # [8 * K]: the slots of the 3 x 3 block around each apple cell (spare slot K), by
         # neighbour first so that the count is a sum over the leading dim
-        self._neighbours = grid.neighbour_slots(self.apple_cells).t().flatten()
-        self._regrowth = torch.tensor(spec.regrowth_probs, device=device)
-        self._random_spawn = spec.spawn is None
-        if self._random_spawn:
-            self._spawn_cells = grid.cells("P")
-        else:
-            self._spawn_cells = torch.tensor(
-                [grid.index(r, c) for r, c in spec.spawn[:agents]], device=device
-            )
-        self._deltas = torch.cat(
-            [grid.move_deltas, torch.zeros(n_actions - 5, dtype=torch.long, device=device)]
+        self._neighbours = self.grid.neighbour_slots(self.apple_cells).t().flatten()
+        self._regrowth = torch.tensor(self.spec.regrowth_probs, device=device)
+        self._windows = self._windows_of(
+            self.apple_cells, torch.full((len(self.apple_cells),), APPLE, device=device)
         )
-        self._beams = Beams(grid, spec.beam_length)
-        self._windows = Windows(
-            grid,
-            radius=radius,
-            channels=CHANNELS,
-            wall_channel=WALL,
-            agent_channel=OTHER,
-            item_cells=self.apple_cells,
-            item_channels=torch.full((len(self.apple_cells),), APPLE, device=device),
-        )
-        self._acting = torch.ones(num_envs, agents, dtype=torch.bool, device=device)
         self._draw_layout = (
             ("apple", len(self.apple_cells)),
-            ("move_key", agents),
+            ("move_key", self.num_agents),
             ("spawn_key", len(self._spawn_cells) if self._random_spawn else 0),
         )
         self._num_draws = sum(n for _, n in self._draw_layout)
 
-        # state, instance last: positions [A, E], an apple per apple cell [K, E], time [E]
-        self.pos = self._spawn_positions(None).clone()
+        # state, instance last (`pos` [A, E] and `t` [E] come from GridGame): an apple per
+        # apple cell [K, E]
         self.apple = torch.ones(len(self.apple_cells), num_envs, dtype=torch.bool, device=device)
-        self.t = torch.zeros(num_envs, dtype=torch.long, device=device)
 
     def _draw(self) -> dict[str, torch.Tensor]:
         """Draw the step's random numbers: the same count per instance every step.
@@ -299,52 +254,33 @@ class Harvest(BatchedEnv):
         draws["apple"] = uniform(draws["apple"])
         return draws
 
-    def _spawn_positions(self, key: torch.Tensor | None) -> torch.Tensor:
-        key = key if self._random_spawn else None
-        return spawn_positions(self._spawn_cells, key, self.num_agents, self.num_envs)
-
     # --- the interface ---------------------------------------------------
 
     def _reset(self) -> TimeStep:
-        key = self.rng.bits(len(self._spawn_cells), instance_last=True) if self._random_spawn else None
-        self.pos = self._spawn_positions(key).clone()
+        self._reset_agents()
         self.apple = torch.ones_like(self.apple)
-        self.t = torch.zeros_like(self.t)
         return self._first_step(self._observe(), acting=self._acting)
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         """Advance every instance by one step (rules in the module docstring)."""
-        spec, grid = self.spec, self.grid
         num_envs = self.num_envs
         actions = actions.to(device=self.device, dtype=torch.long).t().contiguous()  # [A, E]
         draws = self._draw()
 
-        # 1. moves
-        target = self.pos + self._deltas.take(actions)
-        pos = self.pos = resolve_moves(self.pos, target, grid.wall, draws["move_key"])
-
-        # 2. eating (slot K: not an apple cell)
-        slot = self._apple_slot.take(pos)  # [A, E]
-        apple = torch.cat([self.apple, self.apple.new_zeros(1, num_envs)])
-        eaten = apple.gather(0, slot)
-        occupied = torch.zeros_like(apple).scatter_(0, slot, True)[:-1]
-        apple = apple.scatter_(0, slot, False)  # [K + 1, E], the spare row stays False
+        # 1. moves, 2. eating (`apple`: [K + 1, E], the spare row stays False)
+        eaten, apple, blocked = self._move_and_eat(actions, self.apple, draws["move_key"])
         reward = eaten.to(torch.float32)
 
         # 3. punishment beams
-        fired = actions == PUNISH
-        if spec.punishment:
-            hits = self._beams.hits(pos, fired).to(torch.float32)
-            reward = reward - FIRE_COST * fired.to(torch.float32) - HIT_PENALTY * hits
+        reward, fired = self._punish(reward, actions)
 
         # 4. regrowth, from the apples in the 3 x 3 block after eating
         around = apple.index_select(0, self._neighbours).view(8, -1, num_envs).sum(0)
         p_grow = self._regrowth.take(around.clamp_(max=3))  # [K, E]
-        apple = apple[:-1]
-        self.apple = apple | (~(apple | occupied) & (draws["apple"] < p_grow))
+        self.apple = apple[:-1] | (~blocked & (draws["apple"] < p_grow))
 
         self.t = self.t + 1
-        terminated = self.t >= spec.episode_length
+        terminated = self.t >= self.spec.episode_length
         counts = torch.stack([eaten.sum(0), fired.sum(0), torch.where(terminated, self.apple.sum(0), 0)]).to(
             torch.float32
         )
@@ -355,33 +291,11 @@ class Harvest(BatchedEnv):
             "final_apple_stock": counts[2],
         }
 
-        return finish_step(self, reward, terminated, info, draws["spawn_key"])
+        return self._finish(reward, terminated, info, draws["spawn_key"])
 
-    def _restart(self, done: torch.Tensor, spawn_key: torch.Tensor) -> None:
-        """Put the finished instances back in their reset state."""
-        self.pos = torch.where(done, self._spawn_positions(spawn_key), self.pos)
+    def _restart(self, done: torch.Tensor) -> None:
+        """Regrow every apple of the finished instances."""
         self.apple = self.apple | done
-        self.t = torch.where(done, 0, self.t)
 
     def _observe(self) -> dict[str, torch.Tensor]:
         return dict(zip(self.possible_agents, self._windows(self.pos, self.apple), strict=True))
-
-    # --- metrics and checkpoints -------------------------------------------
-
-    def episode_metrics(self, totals: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Per-episode means over the finished episodes, and sustainability."""
-        episodes = max(len(totals["apples_eaten"]), 1)
-        metrics = {
-            key: float(totals[key].sum()) / episodes for key in self.metric_names if key != "sustainability"
-        }
-        eaten = float(totals["apples_eaten"].sum())
-        metrics["sustainability"] = float(totals["apple_eat_time"].sum()) / eaten if eaten else 0.0
-        return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        """Copies of the state tensors and the random streams."""
-        return {key: value.clone() for key, value in super().state_dict().items()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore (copies of) what `state_dict` returned."""
-        super().load_state_dict({k: v.to(self.device).clone() for k, v in state.items()})
