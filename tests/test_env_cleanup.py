@@ -19,15 +19,15 @@ Every expected number below is worked out by hand from these facts.
 
 from __future__ import annotations
 
+import grid_reference
 import pytest
 import torch
-from grid_windows import check_windows
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from pydantic import ValidationError
 
 from incentive.envs import ParallelView, load_env_class
 from incentive.envs.cleanup import CLEANUP_MAPS, Cleanup
-from incentive.envs.gridworld import MOVE_DELTAS, Beams, Grid, resolve_moves
+from incentive.envs.gridworld import Beams, Grid, resolve_moves
 
 LEFT, RIGHT, UP, DOWN, STAY, CLEAN, PUNISH = range(7)
 WALL, APPLE, WASTE, OTHER = range(4)
@@ -628,48 +628,14 @@ def test_state_dict_round_trip():
 def _reference_step(spec, state, actions, draws, beam_length=5):
     """One Cleanup step of one instance in plain Python, sequential like the reference code."""
     rows = spec.rows
-
-    def wall(r, c):
-        return not (0 <= r < len(rows) and 0 <= c < len(rows[0])) or rows[r][c] in "#@"
-
-    pos, apples, waste = list(state["pos"]), set(state["apples"]), set(state["waste"])
-    n = len(pos)
-    want = []
+    apples, waste = set(state["apples"]), set(state["waste"])
+    pos = grid_reference.move(rows, list(state["pos"]), actions, draws["move_key"])
+    reward = grid_reference.eat(pos, apples)
     for i, a in enumerate(actions):
-        dr, dc = MOVE_DELTAS[a] if a < 5 else (0, 0)
-        cell = (pos[i][0] + dr, pos[i][1] + dc)
-        want.append(pos[i] if wall(*cell) else cell)
-    moving = [want[i] != pos[i] for i in range(n)]
-    keys = draws["move_key"]
-    lost = [
-        any(moving[j] and want[j] == want[i] and (keys[j], j) < (keys[i], i) for j in range(n) if j != i)
-        for i in range(n)
-    ]
-    moving = [m and not lo for m, lo in zip(moving, lost, strict=True)]
-    changed = True
-    while changed:
-        changed = False
-        for i in range(n):
-            for j in range(n):
-                if moving[i] and j != i and pos[j] == want[i] and (not moving[j] or want[j] == pos[i]):
-                    moving[i], changed = False, True
-    pos = [want[i] if moving[i] else pos[i] for i in range(n)]
-    reward = [0.0] * n
-    for i in range(n):
-        if pos[i] in apples:
-            apples.remove(pos[i])
-            reward[i] += 1
-
-    def lines(r, c):
-        yield [(r - 1 - k, c) for k in range(beam_length)]
-        yield [(r - k, c - 1) for k in range(beam_length)]
-        yield [(r - k, c + 1) for k in range(beam_length)]
-
-    for i in range(n):
-        if actions[i] == CLEAN:
-            for line in lines(*pos[i]):
+        if a == CLEAN:
+            for line in grid_reference.beam_lines(*pos[i], beam_length):
                 for cell in line:
-                    if wall(*cell):
+                    if grid_reference.is_wall(rows, *cell):
                         break
                     if cell in waste:
                         waste.remove(cell)
@@ -677,16 +643,7 @@ def _reference_step(spec, state, actions, draws, beam_length=5):
                     if cell in pos:
                         break
     if spec.punishment:
-        for i in range(n):
-            if actions[i] == PUNISH:
-                reward[i] -= 1
-                for line in lines(*pos[i]):
-                    for cell in line:
-                        if wall(*cell):
-                            break
-                        if cell in pos:
-                            reward[pos.index(cell)] -= 50
-                            break
+        grid_reference.punish(rows, pos, actions, PUNISH, reward, beam_length)
     apple_cells = [(r, c) for r, row in enumerate(rows) for c, s in enumerate(row) if s == "B"]
     waste_cells = [(r, c) for r, row in enumerate(rows) for c, s in enumerate(row) if s in "HR"]
     d = len(waste) / len(waste_cells)
@@ -754,7 +711,7 @@ def test_matches_plain_python_rules(params, steps):
                 assert apples_at(env, e) == expected["apples"]
                 assert waste_at(env, e) == expected["waste"]
                 items = {APPLE: expected["apples"], WASTE: expected["waste"]}
-                check_windows(env, ts, e, expected["pos"], items, (WALL, OTHER, 4))
+                grid_reference.check_windows(env, ts, e, expected["pos"], items, (WALL, OTHER, 4))
 
 
 # --- PettingZoo -------------------------------------------------------------------------------------

@@ -22,14 +22,13 @@ give 0, 0.005, 0.02, 0.05. Every expected number is worked out by hand.
 
 from __future__ import annotations
 
+import grid_reference
 import pytest
 import torch
-from grid_windows import check_windows
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from pydantic import ValidationError
 
 from incentive.envs import ParallelView, load_env_class
-from incentive.envs.gridworld import MOVE_DELTAS
 from incentive.envs.harvest import HARVEST_MAPS, Harvest
 
 LEFT, RIGHT, UP, DOWN, STAY, PUNISH = range(6)
@@ -425,54 +424,13 @@ class _Slice:
 
 
 def _reference_step(spec, state, actions, draws):
+    """One Harvest step of one instance in plain Python."""
     rows = spec.rows
-
-    def wall(r, c):
-        return not (0 <= r < len(rows) and 0 <= c < len(rows[0])) or rows[r][c] in "#@"
-
-    pos, apples = list(state["pos"]), set(state["apples"])
-    n = len(pos)
-    want = []
-    for i, a in enumerate(actions):
-        dr, dc = MOVE_DELTAS[a] if a < 5 else (0, 0)
-        cell = (pos[i][0] + dr, pos[i][1] + dc)
-        want.append(pos[i] if wall(*cell) else cell)
-    moving = [want[i] != pos[i] for i in range(n)]
-    keys = draws["move_key"]
-    lost = [
-        any(moving[j] and want[j] == want[i] and (keys[j], j) < (keys[i], i) for j in range(n) if j != i)
-        for i in range(n)
-    ]
-    moving = [m and not lo for m, lo in zip(moving, lost, strict=True)]
-    changed = True
-    while changed:
-        changed = False
-        for i in range(n):
-            for j in range(n):
-                if moving[i] and j != i and pos[j] == want[i] and (not moving[j] or want[j] == pos[i]):
-                    moving[i], changed = False, True
-    pos = [want[i] if moving[i] else pos[i] for i in range(n)]
-    reward = [0.0] * n
-    for i in range(n):
-        if pos[i] in apples:
-            apples.remove(pos[i])
-            reward[i] += 1
+    apples = set(state["apples"])
+    pos = grid_reference.move(rows, list(state["pos"]), actions, draws["move_key"])
+    reward = grid_reference.eat(pos, apples)
     if spec.punishment:
-        for i in range(n):
-            if actions[i] == PUNISH:
-                reward[i] -= 1
-                r, c = pos[i]
-                for line in (
-                    [(r - k, c - 1) for k in range(5)],
-                    [(r - 1 - k, c) for k in range(5)],
-                    [(r - k, c + 1) for k in range(5)],
-                ):
-                    for cell in line:
-                        if wall(*cell):
-                            break
-                        if cell in pos:
-                            reward[pos.index(cell)] -= 50
-                            break
+        grid_reference.punish(rows, pos, actions, PUNISH, reward, spec.beam_length)
     apple_cells = [(r, c) for r, row in enumerate(rows) for c, s in enumerate(row) if s == "A"]
     probs = torch.tensor(spec.regrowth_probs).tolist()  # the float32 values the env compares with
     grown = set()
@@ -520,7 +478,9 @@ def test_matches_plain_python_rules(params, steps):
             if t_before[e] + 1 < spec.episode_length:
                 assert [where(env, a, e) for a in range(env.num_agents)] == expected["pos"]
                 assert apples_at(env, e) == expected["apples"]
-                check_windows(env, ts, e, expected["pos"], {APPLE: expected["apples"]}, (WALL, OTHER, 3))
+                grid_reference.check_windows(
+                    env, ts, e, expected["pos"], {APPLE: expected["apples"]}, (WALL, OTHER, 3)
+                )
                 grown_total += len(expected["apples"] - states[e]["apples"])
     assert grown_total > 0  # regrowth happened and matched
 
