@@ -121,7 +121,7 @@ import torch
 from pydantic import Field
 
 from incentive.envs.base import EnvParams, TimeStep
-from incentive.envs.gridworld import GridGame, GridParams, split_draws, uniform
+from incentive.envs.gridworld import GridGame, GridMap, GridParams, split_draws, uniform
 
 __all__ = ["CLEANUP_MAPS", "Cleanup", "CleanupMap", "CleanupParams"]
 
@@ -137,34 +137,13 @@ _CODE = {"waste": 1, "wall": 2, "agent": 4}
 _WASTE_BITS = 0x0101010101010101  # the waste bit of each byte of a word
 
 
-@dataclass(frozen=True)
-class CleanupMap:
-    """A Cleanup map and its defaults (every field but `rows`/`spawn` is a param default).
+@dataclass(frozen=True, kw_only=True)
+class CleanupMap(GridMap):
+    """A Cleanup map: the shared `GridMap` fields and Cleanup's own defaults."""
 
-    Attributes:
-        rows: the ASCII map (see the module docstring for the symbols).
-        spawn: (row, col) of the spawn points in agent order, or None: the
-            `P` cells, A of them drawn at random at every reset.
-
-    """
-
-    rows: tuple[str, ...]
-    spawn: tuple[tuple[int, int], ...] | None
-    num_agents: int
-    episode_length: int
-    view_size: int
     apple_respawn_prob: float
     waste_spawn_prob: float
     depletion_threshold: float
-    punishment: bool
-    beam_length: int = 5
-
-    @property
-    def spawn_points(self) -> int:
-        """How many spawn points the map has (the most agents it takes)."""
-        if self.spawn is not None:
-            return len(self.spawn)
-        return sum(row.count("P") for row in self.rows)
 
 
 CLEANUP_MAPS: dict[str, CleanupMap] = {

@@ -27,6 +27,7 @@ leading dims for the same reason.
 | `uniform`         | float32 uniforms on [0, 1) from `InstanceRandom.bits` draws    |
 | `split_draws`     | one draw per step cut into named blocks of fixed sizes         |
 | `spawn_positions` | fixed or random distinct start cells                           |
+| `GridMap`         | the map fields every grid game shares                          |
 | `GridParams`      | the parameters every grid game shares                          |
 | `GridGame`        | the env base: spaces, spawning, moves and eating, punishment,  |
 |                   | episode ends, metrics, checkpoints                             |
@@ -76,6 +77,7 @@ __all__ = [
     "Beams",
     "Grid",
     "GridGame",
+    "GridMap",
     "Windows",
     "first_true",
     "resolve_moves",
@@ -444,6 +446,35 @@ def spawn_positions(
     if key is None:
         return cells[:num_agents, None].expand(num_agents, num_envs)
     return cells[key.argsort(dim=0, stable=True)[:num_agents]].contiguous()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GridMap:
+    """A grid game's map and its defaults (every field but `rows`/`spawn` is a param default).
+
+    A game subclasses it with its own fields.
+
+    Attributes:
+        rows: the ASCII map (see the game's module docstring for the symbols).
+        spawn: (row, col) of the spawn points in agent order, or None: the
+            `P` cells, A of them drawn at random at every reset.
+
+    """
+
+    rows: tuple[str, ...]
+    spawn: tuple[tuple[int, int], ...] | None
+    num_agents: int
+    episode_length: int
+    view_size: int
+    punishment: bool
+    beam_length: int = 5
+
+    @property
+    def spawn_points(self) -> int:
+        """How many spawn points the map has (the most agents it takes)."""
+        if self.spawn is not None:
+            return len(self.spawn)
+        return sum(row.count("P") for row in self.rows)
 
 
 class GridParams(EnvParams):

@@ -98,7 +98,7 @@ import torch
 from pydantic import Field
 
 from incentive.envs.base import EnvParams, TimeStep
-from incentive.envs.gridworld import GridGame, GridParams, split_draws, uniform
+from incentive.envs.gridworld import GridGame, GridMap, GridParams, split_draws, uniform
 
 __all__ = ["HARVEST_MAPS", "Harvest", "HarvestMap", "HarvestParams"]
 
@@ -110,32 +110,11 @@ CHANNELS = 3
 REGROWTH = (0.0, 0.005, 0.02, 0.05)
 
 
-@dataclass(frozen=True)
-class HarvestMap:
-    """A Harvest map and its defaults (every field but `rows`/`spawn` is a param default).
+@dataclass(frozen=True, kw_only=True)
+class HarvestMap(GridMap):
+    """A Harvest map: the shared `GridMap` fields and Harvest's own defaults."""
 
-    Attributes:
-        rows: the ASCII map (see the module docstring for the symbols).
-        spawn: (row, col) of the spawn points in agent order, or None: the
-            `P` cells, A of them drawn at random at every reset.
-
-    """
-
-    rows: tuple[str, ...]
-    spawn: tuple[tuple[int, int], ...] | None
-    num_agents: int
-    episode_length: int
-    view_size: int
-    punishment: bool
     regrowth_probs: tuple[float, float, float, float] = REGROWTH
-    beam_length: int = 5
-
-    @property
-    def spawn_points(self) -> int:
-        """How many spawn points the map has (the most agents it takes)."""
-        if self.spawn is not None:
-            return len(self.spawn)
-        return sum(row.count("P") for row in self.rows)
 
 
 HARVEST_MAPS: dict[str, HarvestMap] = {

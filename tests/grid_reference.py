@@ -12,6 +12,19 @@ WALL_SYMBOLS = "#@"
 FIRE_COST, HIT_PENALTY = 1, 50
 
 
+def record_draws(env) -> dict:
+    """Make `env` keep each step's random draws in the returned dict (name -> [n, E])."""
+    recorded = {}
+    real = env._draw
+
+    def draw():
+        recorded.update(real())
+        return recorded
+
+    env._draw = draw
+    return recorded
+
+
 def is_wall(rows, r: int, c: int) -> bool:
     """Outside the map or a wall symbol."""
     return not (0 <= r < len(rows) and 0 <= c < len(rows[0])) or rows[r][c] in WALL_SYMBOLS

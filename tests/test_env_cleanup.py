@@ -676,14 +676,7 @@ def test_matches_plain_python_rules(params, steps):
     env = Cleanup(num_envs=num_envs, params=Cleanup.Params(**params))
     env.reset(seed=23)
     spec = env.spec
-    recorded = {}
-    real = env._draw
-
-    def draw():
-        recorded.update(real())
-        return recorded
-
-    env._draw = draw
+    recorded = grid_reference.record_draws(env)
     n = env.action_spaces["agent_0"].n
     generator = torch.Generator().manual_seed(2)
     # bias toward cleaning so that apples grow on the big map too

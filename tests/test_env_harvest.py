@@ -452,14 +452,7 @@ def test_matches_plain_python_rules(params, steps):
     num_envs = 6
     env = make(num_envs=num_envs, seed=29, **params)
     spec = env.spec
-    recorded = {}
-    real = env._draw
-
-    def draw():
-        recorded.update(real())
-        return recorded
-
-    env._draw = draw
+    recorded = grid_reference.record_draws(env)
     n = env.action_spaces["agent_0"].n
     generator = torch.Generator().manual_seed(3)
     grown_total = 0
