@@ -12,6 +12,40 @@ WALL_SYMBOLS = "#@"
 FIRE_COST, HIT_PENALTY = 1, 50
 
 
+def load(env, picture: list[str], instance: int | None = None) -> None:
+    """Set agents (digits), apples (`A`) and, in Cleanup, waste (`H`) of one instance (or all)."""
+    grid = env.grid
+    apple_cells = env.apple_cells.tolist()
+    waste_cells = env.waste_cells.tolist() if hasattr(env, "waste_cells") else []
+    rows = slice(None) if instance is None else instance
+    assert len(picture) == grid.height
+    for r, line in enumerate(picture):
+        for c, symbol in enumerate(line):
+            assert (symbol == "#") == (grid.rows[r][c] in WALL_SYMBOLS), (r, c)
+            cell = grid.index(r, c)
+            if symbol.isdigit():
+                env.pos[int(symbol), rows] = cell
+            if cell in apple_cells:
+                env.apple[apple_cells.index(cell), rows] = symbol == "A"
+            if cell in waste_cells:
+                env.waste[waste_cells.index(cell), rows] = symbol == "H"
+
+
+def where(env, agent: int, instance: int = 0) -> tuple[int, int]:
+    """(row, col) of an agent."""
+    return env.grid.coords(int(env.pos[agent, instance]))
+
+
+def apples_at(env, instance: int = 0) -> set[tuple[int, int]]:
+    """The cells holding an apple."""
+    return {env.grid.coords(c) for c in env.apple_cells[env.apple[:, instance]].tolist()}
+
+
+def waste_at(env, instance: int = 0) -> set[tuple[int, int]]:
+    """The cells holding waste (Cleanup)."""
+    return {env.grid.coords(c) for c in env.waste_cells[env.waste[:, instance]].tolist()}
+
+
 def record_draws(env) -> dict:
     """Make `env` keep each step's random draws in the returned dict (name -> [n, E])."""
     recorded = {}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import grid_reference
 import pytest
 import torch
+from grid_reference import apples_at, load, waste_at, where
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from pydantic import ValidationError
 
@@ -37,38 +38,6 @@ def make(num_envs: int = 1, seed: int = 0, **params) -> Cleanup:
     env = Cleanup(num_envs=num_envs, params=Cleanup.Params(**params))
     env.reset(seed=seed)
     return env
-
-
-def load(env: Cleanup, picture: list[str], instance: int | None = None) -> None:
-    """Set agents, apples and waste of one instance (or all) from a picture of the map."""
-    grid = env.grid
-    apple_cells, waste_cells = env.apple_cells.tolist(), env.waste_cells.tolist()
-    rows = slice(None) if instance is None else instance
-    assert len(picture) == grid.height
-    for r, line in enumerate(picture):
-        for c, symbol in enumerate(line):
-            assert (symbol == "#") == (grid.rows[r][c] in "#@"), (r, c)
-            cell = grid.index(r, c)
-            if symbol.isdigit():
-                env.pos[int(symbol), rows] = cell
-            if cell in apple_cells:
-                env.apple[apple_cells.index(cell), rows] = symbol == "A"
-            if cell in waste_cells:
-                env.waste[waste_cells.index(cell), rows] = symbol == "H"
-
-
-def where(env: Cleanup, agent: int, instance: int = 0) -> tuple[int, int]:
-    return env.grid.coords(int(env.pos[agent, instance]))
-
-
-def waste_at(env: Cleanup, instance: int = 0) -> set[tuple[int, int]]:
-    cells = env.waste_cells[env.waste[:, instance]].tolist()
-    return {env.grid.coords(c) for c in cells}
-
-
-def apples_at(env: Cleanup, instance: int = 0) -> set[tuple[int, int]]:
-    cells = env.apple_cells[env.apple[:, instance]].tolist()
-    return {env.grid.coords(c) for c in cells}
 
 
 def fix_uniforms(env: Cleanup, apple: float | None = None, waste: float | None = None) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import grid_reference
 import pytest
 import torch
+from grid_reference import apples_at, load, where
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from pydantic import ValidationError
 
@@ -51,28 +52,6 @@ def make(num_envs: int = 1, seed: int = 0, **params) -> Harvest:
     env = Harvest(num_envs=num_envs, params=Harvest.Params(**params))
     env.reset(seed=seed)
     return env
-
-
-def load(env: Harvest, picture: list[str], instance: int | None = None) -> None:
-    grid = env.grid
-    apple_cells = env.apple_cells.tolist()
-    rows = slice(None) if instance is None else instance
-    for r, line in enumerate(picture):
-        for c, symbol in enumerate(line):
-            assert (symbol == "#") == (grid.rows[r][c] in "#@"), (r, c)
-            cell = grid.index(r, c)
-            if symbol.isdigit():
-                env.pos[int(symbol), rows] = cell
-            if cell in apple_cells:
-                env.apple[apple_cells.index(cell), rows] = symbol == "A"
-
-
-def where(env: Harvest, agent: int, instance: int = 0) -> tuple[int, int]:
-    return env.grid.coords(int(env.pos[agent, instance]))
-
-
-def apples_at(env: Harvest, instance: int = 0) -> set[tuple[int, int]]:
-    return {env.grid.coords(c) for c in env.apple_cells[env.apple[:, instance]].tolist()}
 
 
 def fix_uniforms(env: Harvest, value: float) -> None:
