@@ -6,6 +6,8 @@ sharing no code with the envs. Cells are (row, col) tuples.
 
 from __future__ import annotations
 
+import torch
+
 from incentive.envs.gridworld import MOVE_DELTAS
 
 WALL_SYMBOLS = "#@"
@@ -44,6 +46,20 @@ def apples_at(env, instance: int = 0) -> set[tuple[int, int]]:
 def waste_at(env, instance: int = 0) -> set[tuple[int, int]]:
     """The cells holding waste (Cleanup)."""
     return {env.grid.coords(c) for c in env.waste_cells[env.waste[:, instance]].tolist()}
+
+
+def assert_instance_equal(batched, single, e: int) -> None:
+    """Instance e of a batched TimeStep equals a single-instance TimeStep exactly."""
+    part = slice(e, e + 1)
+    assert torch.equal(batched.reward[part], single.reward)
+    assert torch.equal(batched.terminated[part], single.terminated)
+    for name in single.obs:
+        assert torch.equal(batched.obs[name][part], single.obs[name])
+    assert (batched.final_obs is None) == (single.final_obs is None)
+    for name in single.final_obs or {}:
+        assert torch.equal(batched.final_obs[name][part], single.final_obs[name])
+    for key in single.info or {}:
+        assert torch.equal(batched.info[key][part], single.info[key])
 
 
 def record_draws(env) -> dict:

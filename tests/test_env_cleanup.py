@@ -22,7 +22,7 @@ from __future__ import annotations
 import grid_reference
 import pytest
 import torch
-from grid_reference import apples_at, load, waste_at, where
+from grid_reference import apples_at, assert_instance_equal, load, waste_at, where
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from pydantic import ValidationError
 
@@ -518,19 +518,6 @@ def test_overrides():
 # --- determinism, batching, checkpoints -------------------------------------------------------
 
 
-def _compare(a, b, e):
-    assert torch.equal(a.reward[e : e + 1], b.reward)
-    assert torch.equal(a.terminated[e : e + 1], b.terminated)
-    for name in b.obs:
-        assert torch.equal(a.obs[name][e : e + 1], b.obs[name])
-    assert (a.final_obs is None) == (b.final_obs is None)
-    if b.final_obs is not None:
-        for name in b.final_obs:
-            assert torch.equal(a.final_obs[name][e : e + 1], b.final_obs[name])
-    for key in b.info or {}:
-        assert torch.equal(a.info[key][e : e + 1], b.info[key])
-
-
 @pytest.mark.parametrize(
     ("params", "steps"),
     [({}, 300), ({"map": "lio_10x10"}, 300), ({"map": "original", "episode_length": 60}, 300)],
@@ -542,7 +529,7 @@ def test_batched_matches_single_instances(params, steps):
     singles = [Cleanup(num_envs=1, params=Cleanup.Params(**params)) for _ in range(num_envs)]
     first = batched.reset(seed=seed)
     for e, single in enumerate(singles):
-        _compare(first, single.reset(seed=seed + e), e)
+        assert_instance_equal(first, single.reset(seed=seed + e), e)
     n = batched.action_spaces["agent_0"].n
     generator = torch.Generator().manual_seed(0)
     eaten = cleared = 0.0
@@ -552,7 +539,7 @@ def test_batched_matches_single_instances(params, steps):
         eaten += float(ts.info["apples_eaten"].sum())
         cleared += float(ts.info["waste_cleared"].sum())
         for e, single in enumerate(singles):
-            _compare(ts, single.step(actions[e : e + 1]), e)
+            assert_instance_equal(ts, single.step(actions[e : e + 1]), e)
     assert cleared > 0
     assert eaten > 0 or params.get("map") == "original"  # spawning and eating were covered
 
@@ -560,7 +547,7 @@ def test_batched_matches_single_instances(params, steps):
 def _same(a, b):
     """Two batched TimeSteps agree exactly."""
     for e in range(a.reward.shape[0]):
-        _compare(a, _Slice(b, e), e)
+        assert_instance_equal(a, _Slice(b, e), e)
 
 
 class _Slice:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import grid_reference
 import pytest
 import torch
-from grid_reference import apples_at, load, where
+from grid_reference import apples_at, assert_instance_equal, load, where
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from pydantic import ValidationError
 
@@ -334,18 +334,6 @@ def test_unknown_map_lists_the_valid_ones():
 # --- determinism, batching, checkpoints ------------------------------------------------------------
 
 
-def _compare(a, b, e):
-    part = slice(e, e + 1)
-    assert torch.equal(a.reward[part], b.reward) and torch.equal(a.terminated[part], b.terminated)
-    for name in b.obs:
-        assert torch.equal(a.obs[name][part], b.obs[name])
-    assert (a.final_obs is None) == (b.final_obs is None)
-    for name in b.final_obs or {}:
-        assert torch.equal(a.final_obs[name][part], b.final_obs[name])
-    for key in b.info or {}:
-        assert torch.equal(a.info[key][part], b.info[key])
-
-
 @pytest.mark.parametrize(
     ("params", "steps"),
     [({}, 300), ({"map": "original", "episode_length": 60}, 300)],
@@ -357,7 +345,7 @@ def test_batched_matches_single_instances(params, steps):
     singles = [Harvest(num_envs=1, params=Harvest.Params(**params)) for _ in range(num_envs)]
     first = batched.reset(seed=seed)
     for e, single in enumerate(singles):
-        _compare(first, single.reset(seed=seed + e), e)
+        assert_instance_equal(first, single.reset(seed=seed + e), e)
     n = batched.action_spaces["agent_0"].n
     generator = torch.Generator().manual_seed(0)
     eaten = 0.0
@@ -366,7 +354,7 @@ def test_batched_matches_single_instances(params, steps):
         ts = batched.step(actions)
         eaten += float(ts.info["apples_eaten"].sum())
         for e, single in enumerate(singles):
-            _compare(ts, single.step(actions[e : e + 1]), e)
+            assert_instance_equal(ts, single.step(actions[e : e + 1]), e)
     assert eaten > 0
 
 
@@ -387,7 +375,7 @@ def test_state_dict_round_trip():
             ts = other.step(a)
             for e in range(3):
                 single = _Slice(expected, e)
-                _compare(ts, single, e)
+                assert_instance_equal(ts, single, e)
 
 
 class _Slice:
