@@ -244,7 +244,6 @@ class CleanupParams(GridParams):
     depletion_threshold: float | None = Field(
         None, gt=0, le=1, description="Waste density at which nothing spawns; None: the map's."
     )
-    beam_length: int = Field(5, ge=1, description="Cells per beam line (cleaning and punishment).")
 
 
 class Cleanup(GridGame):

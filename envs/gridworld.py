@@ -496,6 +496,7 @@ class GridParams(EnvParams):
     punishment: bool | None = Field(
         None, description="Add the punishment beam (cost 1, hit 50); None: the map's (original)."
     )
+    beam_length: int = Field(5, ge=1, description="Cells per beam line (every beam the game has).")
 
     @field_validator("view_size")
     @classmethod

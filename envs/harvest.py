@@ -177,7 +177,6 @@ class HarvestParams(GridParams):
     regrowth_probs: tuple[Probability, Probability, Probability, Probability] = Field(
         REGROWTH, description="Regrowth probability for 0, 1, 2, >=3 apples in the 3 x 3 block."
     )
-    beam_length: int = Field(5, ge=1, description="Cells per punishment beam line.")
 
 
 class Harvest(GridGame):
