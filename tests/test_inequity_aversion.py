@@ -1,30 +1,19 @@
 """InequityAversion: envy and guilt on smoothed rewards, by hand."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
+from plugin_checks import close, set_up, shape_reward
 from pydantic import ValidationError
 
 from incentive.plugins.inequity_aversion import InequityAversion
 
 
 def make(num_envs=1, agents=2, **params):
-    plugin = InequityAversion(InequityAversion.Params(**params))
-    plugin.incentive_setup(SimpleNamespace(agents=[f"agent_{i}" for i in range(agents)], num_envs=num_envs))
-    return plugin
+    return set_up(InequityAversion, num_envs, agents, **params)
 
 
 def shape(plugin, reward, done=None):
-    reward = torch.tensor(reward)
-    done = torch.zeros(reward.shape[0], dtype=torch.bool) if done is None else torch.tensor(done)
-    out = plugin.incentive_shape_reward(SimpleNamespace(reward=reward, done=done))
-    assert set(out) == {"envy", "guilt"}
-    return out["envy"], out["guilt"]
-
-
-def close(actual, expected):
-    torch.testing.assert_close(actual, torch.tensor(expected))
+    return shape_reward(plugin, reward, done, terms=("envy", "guilt"))
 
 
 def test_two_agents_behind_pays_alpha_ahead_pays_beta():

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from plugin_checks import close
 from pydantic import ValidationError
 
 from incentive import PluginError, hookimpl
@@ -63,10 +64,6 @@ def set_linear(plugin, i, *, bias, weight=None):
             for (row, col), value in weight.items():
                 layer.weight[row, col] = value
         layer.bias.copy_(torch.tensor(bias))
-
-
-def close(actual, expected):
-    torch.testing.assert_close(actual, torch.tensor(expected, dtype=torch.float32))
 
 
 def random_step(g, n, *, num_envs, obs_dim, num_actions, p_done=0.3):

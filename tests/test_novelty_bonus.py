@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from plugin_checks import close
 from pydantic import ValidationError
 
 from incentive.plugins.novelty_bonus import PRIME, NoveltyBonus, hash_observations, hash_weights
@@ -38,10 +39,6 @@ def novelty(plugin, run, *per_agent, done=None):
     out = plugin.incentive_shape_reward(run, step)
     assert set(out) == {"novelty"}
     return out["novelty"]
-
-
-def close(actual, expected):
-    torch.testing.assert_close(actual, torch.tensor(expected))
 
 
 def test_repeated_observation_pays_one_over_sqrt_count():

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from plugin_checks import close
 from pydantic import ValidationError
 
 from incentive.plugins.payments import Payments, transfers
@@ -48,10 +49,6 @@ def pay(plugin, step):
         torch.testing.assert_close(total.sum(1), torch.zeros(total.shape[0]))  # zero-sum per instance
         assert bool((out[f"{name}/received"] >= 0).all()) and bool((out[f"{name}/paid"] <= 0).all())
     return out
-
-
-def close(actual, expected):
-    torch.testing.assert_close(actual, torch.tensor(expected, dtype=torch.float32))
 
 
 DOOR_PAYS_LEVER = {"name": "door", "payee": {"action": 0}, "payer": {"reward_at_least": 10}, "amount": 2.0}

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from plugin_checks import close
 from pydantic import ValidationError
 from shaping_potentials import CHAIN_PHI
 
@@ -48,10 +49,6 @@ def shaped(plugin, s, s_next, done, reward=None):
     out = plugin.incentive_shape_reward(step)
     assert set(out) == {"potential"}
     return out["potential"]
-
-
-def close(actual, expected):
-    torch.testing.assert_close(actual, torch.tensor(expected))
 
 
 def test_two_step_episode_by_hand():

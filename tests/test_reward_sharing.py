@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from plugin_checks import close
 from pydantic import ValidationError
 
 from incentive.plugins.reward_sharing import RewardSharing
@@ -14,10 +15,6 @@ def shared(reward, **params):
     out = plugin.incentive_shape_reward(SimpleNamespace(reward=torch.tensor(reward)))
     assert set(out) == {"shared"}
     return out["shared"]
-
-
-def close(actual, expected):
-    torch.testing.assert_close(actual, torch.tensor(expected))
 
 
 def test_default_is_selfish():

@@ -1,10 +1,10 @@
 """SocialValueOrientation: the angle penalty -w |theta_target - theta(R)|, by hand."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
+from plugin_checks import close, set_up, shape_reward
 from pydantic import ValidationError
 
 from incentive.plugins.social_value_orientation import SocialValueOrientation, reward_angle
@@ -13,21 +13,11 @@ PI = math.pi
 
 
 def make(num_envs=1, agents=2, **params):
-    plugin = SocialValueOrientation(SocialValueOrientation.Params(**params))
-    plugin.incentive_setup(SimpleNamespace(agents=[f"agent_{i}" for i in range(agents)], num_envs=num_envs))
-    return plugin
+    return set_up(SocialValueOrientation, num_envs, agents, **params)
 
 
 def svo(plugin, reward, done=None):
-    reward = torch.tensor(reward)
-    done = torch.zeros(reward.shape[0], dtype=torch.bool) if done is None else torch.tensor(done)
-    out = plugin.incentive_shape_reward(SimpleNamespace(reward=reward, done=done))
-    assert set(out) == {"svo"}
-    return out["svo"]
-
-
-def close(actual, expected):
-    torch.testing.assert_close(actual, torch.tensor(expected))
+    return shape_reward(plugin, reward, done, terms=("svo",))[0]
 
 
 def test_reward_angle_two_agents():

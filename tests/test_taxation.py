@@ -4,27 +4,18 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from plugin_checks import close, set_up, shape_reward
 from pydantic import ValidationError
 
 from incentive.plugins.taxation import Taxation, marginal_tax
 
 
 def make(num_envs=1, agents=2, **params):
-    plugin = Taxation(Taxation.Params(**params))
-    plugin.incentive_setup(SimpleNamespace(agents=[f"agent_{i}" for i in range(agents)], num_envs=num_envs))
-    return plugin
+    return set_up(Taxation, num_envs, agents, **params)
 
 
 def taxed(plugin, reward, done=None):
-    reward = torch.tensor(reward)
-    done = torch.zeros(reward.shape[0], dtype=torch.bool) if done is None else torch.tensor(done)
-    out = plugin.incentive_shape_reward(SimpleNamespace(reward=reward, done=done))
-    assert set(out) == {"tax", "redistribution"}
-    return out["tax"], out["redistribution"]
-
-
-def close(actual, expected):
-    torch.testing.assert_close(actual, torch.tensor(expected))
+    return shape_reward(plugin, reward, done, terms=("tax", "redistribution"))
 
 
 def test_flat_tax_two_agents():
