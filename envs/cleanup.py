@@ -114,6 +114,7 @@ maps, no rotation, no punishment).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -278,6 +279,10 @@ class Cleanup(GridGame):
         self.metric_names = (*type(self).metric_names, *per_agent, *cleared)
 
         # static layout
+        if sys.byteorder != "little":
+            raise RuntimeError(
+                "Cleanup's cleaning beams read bytes as little-endian words; this CPU is big-endian"
+            )
         device = self.device
         self.waste_cells = grid.cells("HR")
         self._num_waste = num_waste = len(self.waste_cells)

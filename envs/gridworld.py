@@ -23,7 +23,6 @@ leading dims for the same reason.
 | `Beams`           | three-line beams: their cells, first walls, agents on them,    |
 |                   | and who is hit                                                 |
 | `Windows`         | egocentric (2r+1) x (2r+1) observation windows as float planes |
-| `first_true`      | index of the first True along the last dim                     |
 | `uniform`         | float32 uniforms on [0, 1) from `InstanceRandom.bits` draws    |
 | `split_draws`     | one draw per step cut into named blocks of fixed sizes         |
 | `spawn_positions` | fixed or random distinct start cells                           |
@@ -57,7 +56,6 @@ map read as wall; the observer itself is not drawn in the agent channel.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -79,7 +77,6 @@ __all__ = [
     "GridGame",
     "GridMap",
     "Windows",
-    "first_true",
     "resolve_moves",
     "spawn_positions",
     "split_draws",
@@ -264,7 +261,7 @@ class Beams:
             dim=2,
         )
         #: [N, 3] long: index along each line of its first wall (L: none within reach).
-        self.first_wall = first_true(walls)
+        self.first_wall = walls.to(torch.uint8).argmax(2)  # argmax: the first of equal maxima
         self._first_wall = self.first_wall.t().flatten()  # [3 * N], line-major
         self._wall_shift = torch.arange(3, device=device)[:, None] * grid.size
         self.observer_code, self.target_code = grid.observer_code, grid.target_code
@@ -314,25 +311,6 @@ class Beams:
         stop = torch.minimum(self.first_wall_at(pos), self.first_agent(along))  # [A_s, 3, E]
         stopped = (along == stop) & (along < self.length) & fired[:, None, :]
         return stopped.flatten(1, 2).sum(1)
-
-
-def first_true(mask: torch.Tensor) -> torch.Tensor:
-    """[...] long: index along the (short) last dim of the first True; some entry must be True.
-
-    Reductions over short dims are slow on CPU (and `max(dim)` even starts a thread pool
-    for a handful of elements), so: with exactly 8 entries, the bytes are read as one
-    little-endian int64 and the lowest set byte found from a float exponent; otherwise a
-    running `where` from the back.
-    """
-    if mask.shape[-1] == 8 and sys.byteorder == "little" and mask.is_contiguous():
-        word = mask.view(torch.uint8).view(torch.int64).squeeze(-1)  # byte j = mask[..., j]
-        lowest = (word & -word).to(torch.float64)  # 2 ** (8 j) for the first True j
-        return ((torch.frexp(lowest).exponent - 1) >> 3).long()
-    last = mask.shape[-1] - 1
-    first = torch.full(mask.shape[:-1], last, dtype=torch.long, device=mask.device)
-    for j in range(last - 1, -1, -1):
-        first = torch.where(mask[..., j], j, first)
-    return first
 
 
 class Windows:
