@@ -116,12 +116,18 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from incentive.plugin_manager import make_plugin_manager
 
     recipe = load_recipe(args.recipe, args.set)
-    pm = make_plugin_manager(recipe)
-    env = make_env(recipe.env.model_copy(update={"num_envs": 1}), source=recipe.source)
-    check_objectives(recipe, env, pm)
+    if recipe.search is not None:
+        from incentive.search import validate_search
+
+        validate_search(recipe)  # every searched value and structure alternative, as search checks them
+    if not recipe.structure_choices:
+        pm = make_plugin_manager(recipe)
+        env = make_env(recipe.env.model_copy(update={"num_envs": 1}), source=recipe.source)
+        check_objectives(recipe, env, pm)
     console.print(
         f"{args.recipe}: valid recipe {recipe.name!r} (env {recipe.env.id}, "
-        f"{len(recipe.plugin_specs())} plugin(s), {recipe.train.total_steps:,} steps)"
+        f"{len(recipe.incentives) + len(recipe.plugins)} plugin entr(ies), {recipe.train.total_steps:,} steps"
+        + (", search valid)" if recipe.search is not None else ")")
     )
     return 0
 
@@ -161,6 +167,191 @@ def _cmd_envs(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in params.items() if not (k.endswith(".on") and v is True))
+
+
+def _study_table(rows: list[dict[str, Any]], names: list[str], signs: list[int], *, title: str, last: int = 0) -> Table:
+    """The study as a table: trial, params, objective(s), verified score(s), state, best so far."""
+    table = Table(title=title, show_header=True)
+    table.add_column("trial", justify="right")
+    table.add_column("params")
+    for name in names:
+        table.add_column(name, justify="right")
+    if any(row.get(f"verified {names[0]}") is not None for row in rows):
+        for name in names:
+            table.add_column(f"verified {name}", justify="right")
+    verified_shown = len(table.columns) > 2 + len(names)
+    table.add_column("state")
+    table.add_column("best so far", justify="right")
+    best = None
+    shown = []
+    for row in rows:
+        value = row.get(names[0])
+        if value is not None and row["state"].startswith("complete") and row.get("feasible", True):
+            best = value if best is None else (max if signs[0] > 0 else min)(best, value)
+        shown.append((row, best))
+    for row, best_so_far in shown[-last:] if last else shown:
+        cells = [str(row["trial"]), escape(_params_text(row["params"]))]
+        cells += [_short(row.get(n)) if row.get(n) is not None else "" for n in names]
+        if verified_shown:
+            cells += [_short(row.get(f"verified {n}")) if row.get(f"verified {n}") is not None else "" for n in names]
+        state = row["state"] + ("" if row.get("feasible", True) else " (infeasible)")
+        if row.get("error"):
+            state += f": {escape(str(row['error']).splitlines()[0][:80])}"
+        cells += [state, "" if len(names) > 1 or best_so_far is None else _short(best_so_far)]
+        table.add_row(*cells)
+    return table
+
+
+class StudyView:
+    """The live view of a study: a progress bar and the table of trials (plain lines when not a terminal)."""
+
+    def __init__(self, console: Console, recipe: Recipe, settings) -> None:
+        from rich.console import Group
+        from rich.live import Live
+
+        self.console = console
+        self.recipe = recipe
+        self.settings = settings
+        self.names = [o.metric.removeprefix("designer/") for o in recipe.objectives]
+        self.signs = [1 if o.direction == "maximize" else -1 for o in recipe.objectives]
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} trials"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task(f"study {settings.study_name}", total=settings.trials)
+        self.reported: set[int] = set()
+        self.live = None
+        if console.is_terminal:
+            self.group = Group(self.progress)
+            self.live = Live(self.group, console=console, refresh_per_second=2, transient=False)
+            self.live.start()
+        console.print(f"study [bold]{settings.study_name}[/bold]: {settings.study_dir}")
+
+    def update(self, study, budget, events: list[str]) -> None:
+        """Redraw from the storage (called by run_study about once a second)."""
+        from rich.console import Group
+
+        from incentive.study_report import design_rows
+
+        rows = design_rows(study, self.recipe, budget)
+        finished = [r for r in rows if not r["state"].startswith(("running", "waiting"))]
+        self.progress.update(self.task, completed=min(len(finished), budget.total))
+        for line in events:
+            self.console.print(f"[yellow]{escape(line)}[/yellow]")
+        if self.live is not None:
+            table = _study_table(rows, self.names, self.signs, title="trials (latest 15)", last=15)
+            self.live.update(Group(self.progress, table))
+            return
+        for row in finished:
+            if row["trial"] not in self.reported:
+                self.reported.add(row["trial"])
+                values = ", ".join(f"{n} {_short(row[n])}" for n in self.names if row.get(n) is not None)
+                self.console.print(
+                    f"trial {row['trial']} {row['state']}: {values} ({escape(_params_text(row['params']))})"
+                    + (f" error: {escape(str(row['error']))}" if row.get("error") else ""),
+                    highlight=False,
+                )
+
+    def stop(self) -> None:
+        """End the live display."""
+        if self.live is not None:
+            self.live.stop()
+
+
+def _cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from incentive.search import SearchSettings, run_study
+    from incentive.study_report import write_outputs
+
+    recipe = load_recipe(args.recipe, args.set)
+    if recipe.search is None:
+        raise IncentiveError(f"{args.recipe}: field 'search': `incentive search` needs a `search:` section")
+    settings = SearchSettings.of(
+        recipe,
+        trials=args.trials,
+        workers=args.workers,
+        storage=args.storage,
+        study=args.study,
+        timeout=args.timeout,
+        verify=args.verify,
+    )
+    view = StudyView(console, recipe, settings)
+    try:
+        result = run_study(recipe, settings, monitor=view.update)
+    finally:
+        view.stop()
+    if result.interrupted:
+        Console(stderr=True).print(
+            "interrupted: finished trials are kept and interrupted ones will be re-run; "
+            "run the same command again to resume the study"
+        )
+        return 130
+    rows, best, notes = write_outputs(result)
+    names = view.names
+    console.print(_study_table(rows, names, view.signs, title=f"study {settings.study_name}"))
+    for note in notes:
+        console.print(f"[dim]{escape(note)}[/dim]")
+    for t in best:
+        verified = result.verified.get(t.number)
+        score = ", ".join(f"{n} {_short(v)}" for n, v in zip(names, t.values, strict=True))
+        checked = (
+            " | verified on fresh seeds: " + ", ".join(f"{n} {_short(v)}" for n, v in zip(names, verified["values"], strict=True))
+            if verified
+            else ""
+        )
+        label = "best design" if len(names) == 1 else "Pareto design"
+        console.print(f"{label}: trial {t.number} ({escape(_params_text(t.params))}) search: {score}{checked}")
+    if not best:
+        console.print("no trial completed: no best design")
+    out = settings.study_dir
+    console.print(f"study directory: [bold]{out}[/bold] (best.yaml or pareto/, trials.csv, plots)")
+    return 0
+
+
+def _cmd_study_show(args: argparse.Namespace, console: Console) -> int:
+    import optuna
+
+    from incentive.recipe import validate_recipe
+    from incentive.study import JOURNAL, Budget, make_storage, storage_label
+    from incentive.study_report import design_rows
+
+    where = args.location
+    if "://" in where:
+        storage = make_storage(where, Path("."))
+        shown = storage_label(where)
+    else:
+        journal = Path(where) / JOURNAL if Path(where).is_dir() else Path(where)
+        if not journal.exists():
+            raise IncentiveError(f"{where}: no study there (expected a study directory with {JOURNAL})")
+        storage = make_storage(str(journal), journal.parent)
+        shown = str(journal.parent)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    name = args.study or (names[0] if len(names) == 1 else None)
+    if name not in names:
+        raise IncentiveError(
+            f"{shown}: {'no study named ' + repr(name) if name else 'give --study'}; studies there: {', '.join(names) or 'none'}"
+        )
+    study = optuna.load_study(study_name=name, storage=storage)
+    data = json.loads(study.user_attrs.get("recipe", "{}"))
+    recipe = validate_recipe(data, source=f"study {name}")
+    budget = Budget(int(study.user_attrs.get("budget", 10**9)))
+    rows = design_rows(study, recipe, budget)
+    names_ = [o.metric.removeprefix("designer/") for o in recipe.objectives]
+    signs = [1 if o.direction == "maximize" else -1 for o in recipe.objectives]
+    console.print(_study_table(rows, names_, signs, title=f"study {name} ({shown})"))
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
     print(json.dumps(Recipe.model_json_schema(), indent=2))
     return 0
@@ -189,6 +380,22 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("recipe", help="recipe YAML file")
     validate.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     validate.set_defaults(func=_cmd_validate)
+    search = sub.add_parser("search", help="search over a recipe's `search:` section (an Optuna study)")
+    search.add_argument("recipe", help="recipe YAML file with a `search:` section")
+    search.add_argument("--trials", type=int, help="trials in the whole study, all workers (default: search.trials)")
+    search.add_argument("--workers", type=int, help="worker processes on this machine (default: search.workers)")
+    search.add_argument("--storage", help="postgresql://user:password@host:port/db (default: a local journal file)")
+    search.add_argument("--study", help="study name (default: search.study_name or the recipe name)")
+    search.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    search.add_argument("--verify", type=int, help="re-run the top K designs on fresh seeds (default: 3)")
+    search.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a recipe field")
+    search.set_defaults(func=_cmd_search)
+    study = sub.add_parser("study", help="inspect studies")
+    study_sub = study.add_subparsers(dest="study_command", required=True)
+    show = study_sub.add_parser("show", help="print the table of an existing study")
+    show.add_argument("location", metavar="DIR_OR_URL", help="a study directory, or a PostgreSQL URL")
+    show.add_argument("--study", help="study name (needed when the storage holds several)")
+    show.set_defaults(func=_cmd_study_show)
     sub.add_parser("plugins", help="list installed plugins").set_defaults(func=_cmd_plugins)
     sub.add_parser("envs", help="list installed environments").set_defaults(func=_cmd_envs)
     sub.add_parser("schema", help="print the recipe JSON schema").set_defaults(func=_cmd_schema)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["IncentiveError", "PluginError", "RecipeError"]
+__all__ = ["IncentiveError", "PluginError", "RecipeError", "StopRun"]
 
 
 class IncentiveError(Exception):
@@ -27,3 +27,21 @@ class PluginError(IncentiveError):
         self.plugin = plugin
         self.hook = hook
         super().__init__(f"plugin {plugin!r} failed in {hook}: {message}")
+
+
+class StopRun(Exception):  # noqa: N818  (a signal, not an error)
+    """Raised by a plugin to end a run early and cleanly (a search pruning a trial).
+
+    The loop finishes the run with `status` (e.g. "pruned"): run-end hooks are
+    called, and what was written stays as it is.
+
+    Args:
+        status: the run's end status, passed to `incentive_run_end`.
+        reason: why, for logs.
+
+    """
+
+    def __init__(self, status: str, reason: str = "") -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"run stopped ({status}){': ' + reason if reason else ''}")

@@ -101,11 +101,12 @@ def incentive_iteration_end(run: RunContext, iteration: int, metrics: dict[str, 
 def incentive_run_end(run: RunContext, status: str, metrics: dict[str, float]) -> None:
     """Finish a run: flush and close what the plugin opened.
 
-    Called once when the loop stops, whether it completed or failed.
+    Called once when the loop stops, whether it completed, failed, or was
+    stopped early by a plugin's `StopRun` (a pruned search trial).
 
     Args:
         run: the run context.
-        status: "completed" or "failed".
+        status: "completed", "failed", or the `StopRun` status (e.g. "pruned").
         metrics: the last iteration's metrics (empty if none finished).
 
     Returns:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from incentive.checkpoint import load_checkpoint, save_checkpoint
 from incentive.envs.base import BatchedEnv, TimeStep
 from incentive.envs.registry import available_envs, load_env_class
-from incentive.errors import IncentiveError, PluginError, RecipeError
+from incentive.errors import IncentiveError, PluginError, RecipeError, StopRun
 from incentive.metrics import MetricsFile, equality
 from incentive.plugin_manager import Hooks
 from incentive.ppo import PPO, Batch, compute_gae
@@ -160,21 +160,26 @@ class Training:
     def run(self, *, resume: bool = False) -> dict[str, float]:
         """Train to the recipe's budget; returns the last iteration's metrics.
 
+        A plugin may end the run early with `StopRun`; `self.status` then
+        says how it ended ("completed", "failed", or the StopRun's status).
+
         Raises:
             PluginError: a plugin failed or returned an unusable value; what
                 was written before (metrics, checkpoints) stays as it was.
 
         """
-        status = "failed"
+        self.status = "failed"
         try:
             self.hooks.call("incentive_setup", run=self.context)
             start = self._restore() if resume else 0
             for iteration in range(start + 1, self.num_iterations + 1):
                 self._iteration(iteration)
-            status = "completed"
-            return self.last_metrics
+            self.status = "completed"
+        except StopRun as stop:  # a plugin ended the run cleanly (a pruned search trial)
+            self.status = stop.status
         finally:
-            self._run_end(status)
+            self._run_end(self.status)
+        return self.last_metrics
 
     def _iteration(self, iteration: int) -> None:
         cfg = self.recipe.learner

@@ -16,7 +16,7 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from incentive import hookspecs
-from incentive.errors import PluginError, RecipeError
+from incentive.errors import PluginError, RecipeError, StopRun
 from incentive.markers import PROJECT
 from incentive.recipe import PluginSpec, Recipe, closest, format_validation_error
 
@@ -178,7 +178,7 @@ class Hooks:
     def _invoke(self, impl: pluggy.HookImpl, hook: str, kwargs: dict[str, Any]) -> Any:
         try:
             return impl.function(*[kwargs[name] for name in impl.argnames])
-        except PluginError:
+        except (PluginError, StopRun):
             raise
         except Exception as exc:
             raise PluginError(impl.plugin_name, hook, f"{type(exc).__name__}: {exc}") from exc

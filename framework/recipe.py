@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,8 +19,10 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,14 +31,17 @@ from pydantic import (
 from incentive.errors import RecipeError
 
 __all__ = [
+    "Constraint",
     "CurriculumSpec",
     "EnvSpec",
     "LearnerSpec",
     "LogSpec",
     "Objective",
+    "OneOfSpec",
     "OpponentsSpec",
     "PluginSpec",
     "Recipe",
+    "SearchParam",
     "SearchSpec",
     "TrainSpec",
     "WandbSpec",
@@ -42,8 +49,24 @@ __all__ = [
     "closest",
     "format_validation_error",
     "load_recipe",
+    "option_label",
     "parse_override",
+    "plain_name",
 ]
+
+
+def plain_name(name: str) -> str:
+    """A name that is safe as one path component: letters, digits, `-`, `_`, `.`; not `.` or `..`.
+
+    Raises:
+        ValueError: the name is empty, has a separator or other characters, or starts with '.'.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", name or ""):
+        raise ValueError(
+            f"{name!r} must be a plain name: 1-128 letters, digits, '_', '-' or '.', not starting with '.' "
+            "or '-' (it names a directory)"
+        )
+    return name
 
 
 class Strict(BaseModel):
@@ -93,6 +116,40 @@ class LearnerSpec(Strict):
     )
 
 
+class SearchParam(Strict):
+    """One searched value: a range (`low`/`high`) or a list of `choices`."""
+
+    low: float | None = Field(None, description="Lower bound.")
+    high: float | None = Field(None, description="Upper bound.")
+    log: bool = Field(False, description="Sample on a log scale.")
+    step: float | None = Field(None, description="Discretisation step.")
+    int: bool = Field(False, description="Sample integers.")
+    choices: list[Any] | None = Field(None, description="Categorical choices.")
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchParam:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+        elif self.low is None or self.high is None:
+            raise ValueError("give low and high, or choices")
+        elif not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("low and high must be finite numbers")
+        elif self.low > self.high:
+            raise ValueError(f"the range is inverted: low ({self.low}) exceeds high ({self.high})")
+        elif self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        elif self.int and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError(f"an int range needs whole-number bounds, got {self.low} .. {self.high}")
+        elif self.step is not None and not 0 < self.step <= max(self.high - self.low, self.step):
+            raise ValueError(f"step must be > 0, got {self.step}")
+        elif self.step is not None and self.log:
+            raise ValueError("give either step or log, not both")
+        return self
+
+
 class PluginSpec(Strict):
     """One plugin instance and its parameters."""
 
@@ -105,6 +162,58 @@ class PluginSpec(Strict):
     params: dict[str, Any] = Field(
         default_factory=dict, description="The plugin's own parameters (validated by its Params)."
     )
+    optional: bool = Field(
+        False,
+        description="`incentive search` switches this entry on or off per trial (`incentive run` keeps it on).",
+    )
+    search: dict[str, SearchParam] = Field(
+        default_factory=dict,
+        description="This plugin's searched params (name -> range), sampled only in trials that use it.",
+    )
+
+
+class OneOfSpec(Strict):
+    """A structure choice: `incentive search` picks one of these plugins (or none) per trial."""
+
+    one_of: list[PluginSpec | None] = Field(
+        min_length=2, description="The alternatives; `null` (or `none`) means no plugin."
+    )
+    name: str | None = Field(None, description="Name of the choice in the study (default: `incentives.<i>`).")
+
+    @field_validator("one_of", mode="before")
+    @classmethod
+    def _none_word(cls, options: Any) -> Any:
+        if isinstance(options, list):
+            return [None if option in (None, "none") else option for option in options]
+        return options
+
+    @model_validator(mode="after")
+    def _options_plain(self) -> OneOfSpec:
+        labels = [option_label(option) for option in self.one_of]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise ValueError(f"two alternatives are both called {label!r}: give them distinct `name`s")
+        for option in self.one_of:
+            if option is not None and option.optional:
+                raise ValueError("an alternative of one_of cannot also be optional (add `none` instead)")
+        return self
+
+
+def option_label(option: PluginSpec | None) -> str:
+    """How a structure alternative is named in trials: its `name`, its plugin, or `none`."""
+    return "none" if option is None else option.name or option.plugin
+
+
+def _incentive_kind(value: Any) -> str:
+    if isinstance(value, OneOfSpec) or (isinstance(value, dict) and "one_of" in value):
+        return "one_of"
+    return "plugin"
+
+
+IncentiveEntry = Annotated[
+    Annotated[PluginSpec, Tag("plugin")] | Annotated[OneOfSpec, Tag("one_of")],
+    Discriminator(_incentive_kind),
+]
 
 
 class CurriculumSpec(PluginSpec):
@@ -121,6 +230,12 @@ class Objective(Strict):
     metric: str = Field(description="Designer metric, e.g. `collective_return` (`designer/...`).")
     direction: Literal["maximize", "minimize"] = Field(
         "maximize", description="Whether larger or smaller is better."
+    )
+    last_fraction: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="A run's score is the mean of the metric over this last fraction of its iterations.",
     )
 
 
@@ -151,6 +266,10 @@ class WandbSpec(Strict):
     entity: str | None = Field(None, description="W&B entity (team or user).")
     group: str | None = Field(None, description="W&B group (search studies group their trials).")
     tags: list[str] = Field(default_factory=list, description="W&B tags.")
+    job_type: str | None = Field(None, description="W&B job type (search trials use `trial`).")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Extra W&B config besides the recipe (a trial's params)."
+    )
 
 
 class LogSpec(Strict):
@@ -160,43 +279,69 @@ class LogSpec(Strict):
     wandb: WandbSpec = Field(default_factory=WandbSpec, description="Weights & Biases settings.")
 
 
-class SearchParam(Strict):
-    """One searched value: a range (`low`/`high`) or a list of `choices`."""
+class Constraint(Strict):
+    """A feasibility condition on a metric of the run (Optuna's `set_constraint`: feasible when <= 0)."""
 
-    low: float | None = Field(None, description="Lower bound.")
-    high: float | None = Field(None, description="Upper bound.")
-    log: bool = Field(False, description="Sample on a log scale.")
-    step: float | None = Field(None, description="Discretisation step.")
-    int: bool = Field(False, description="Sample integers.")
-    choices: list[Any] | None = Field(None, description="Categorical choices.")
+    metric: str = Field(
+        description="Metric key as in metrics.jsonl (e.g. `incentive/payments/cleaning/paid`); "
+        "a name without a prefix means `designer/<name>`."
+    )
+    relative_to: str | None = Field(
+        None, description="Divide by this metric's absolute value (e.g. `collective_return`)."
+    )
+    at_most: float | None = Field(None, description="Feasible when the (relative) value is <= this.")
+    at_least: float | None = Field(None, description="Feasible when the (relative) value is >= this.")
 
     @model_validator(mode="after")
-    def _range_or_choices(self) -> SearchParam:
-        if self.choices is not None:
-            if self.low is not None or self.high is not None:
-                raise ValueError("give either choices or low/high, not both")
-            if not self.choices:
-                raise ValueError("choices must not be empty")
-        elif self.low is None or self.high is None:
-            raise ValueError("give low and high, or choices")
-        elif self.low > self.high:
-            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+    def _one_bound(self) -> Constraint:
+        if (self.at_most is None) == (self.at_least is None):
+            raise ValueError("give exactly one of at_most or at_least")
         return self
 
 
 class SearchSpec(Strict):
     """Optuna search over the recipe (used by `incentive search`)."""
 
-    trials: int = Field(20, ge=1, description="Number of trials.")
-    sampler: Literal["tpe", "random", "cmaes", "nsga2"] = Field("tpe", description="Optuna sampler.")
-    pruner: Literal["median", "hyperband", "none"] = Field("median", description="Optuna pruner.")
+    trials: int = Field(20, ge=1, le=100_000, description="Trials in the whole study (all workers).")
+    sampler: Literal["tpe", "random", "grid", "cmaes", "nsga2", "gp"] | None = Field(
+        None, description="Optuna sampler (default: tpe for one objective, nsga2 for several)."
+    )
+    sampler_params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the sampler (e.g. n_startup_trials)."
+    )
+    pruner: Literal["median", "successive_halving", "hyperband", "wilcoxon", "none"] | None = Field(
+        None, description="Optuna pruner (default: median for one objective; none for several)."
+    )
+    pruner_params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the pruner (e.g. n_warmup_steps)."
+    )
+    repeats: int = Field(1, ge=1, le=100, description="Seeds per design; the trial's value is their mean.")
+    verify: int = Field(
+        3, ge=0, le=100, description="Re-run the top designs on fresh seeds at the end (winner's curse)."
+    )
+    constraints: list[Constraint] = Field(default_factory=list, description="Feasibility conditions.")
     storage: str | None = Field(
-        None, description="Optuna storage URL (default: a local file in the study directory)."
+        None, description="Optuna storage URL (default: a journal file in the study directory)."
     )
     study_name: str | None = Field(None, description="Study name (default: the recipe name).")
+    workers: int = Field(1, ge=1, le=256, description="Worker processes on this machine.")
+    timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
+    heartbeat_interval: int = Field(
+        10, ge=1, description="Seconds between a running trial's heartbeats (PostgreSQL storage)."
+    )
+    grace_period: int = Field(
+        60, ge=2, description="A trial without a heartbeat for this long is stale and re-run once."
+    )
     space: dict[str, SearchParam] = Field(
         default_factory=dict, description="Recipe path (as for --set) -> searched range."
     )
+
+    @field_validator("study_name")
+    @classmethod
+    def _plain_study_name(cls, name: str | None) -> str | None:
+        if name is not None:
+            plain_name(name)
+        return name
 
 
 class Recipe(Strict):
@@ -206,8 +351,9 @@ class Recipe(Strict):
     seed: int = Field(0, ge=0, description="Seed of every random stream in the run.")
     env: EnvSpec = Field(description="The environment.")
     learner: LearnerSpec = Field(default_factory=LearnerSpec, description="The learner.")
-    incentives: list[PluginSpec] = Field(
-        default_factory=list, description="Reward-shaping plugins, applied in this order."
+    incentives: list[IncentiveEntry] = Field(
+        default_factory=list,
+        description="Reward-shaping plugins, applied in this order (a `one_of` entry is a structure choice).",
     )
     curriculum: CurriculumSpec | None = Field(None, description="Curriculum plugin (none: default task).")
     opponents: OpponentsSpec | None = Field(None, description="Opponent sampling (none: every seat learns).")
@@ -231,9 +377,12 @@ class Recipe(Strict):
     @field_validator("name")
     @classmethod
     def _path_safe(cls, name: str) -> str:
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError("name must be non-empty, without '/', not starting with '.'")
-        return name
+        return plain_name(name)
+
+    @property
+    def structure_choices(self) -> list[int]:
+        """Indices of `incentives` entries that are `one_of` groups (resolved per trial by search)."""
+        return [i for i, entry in enumerate(self.incentives) if isinstance(entry, OneOfSpec)]
 
     @property
     def objectives(self) -> list[Objective]:
@@ -242,6 +391,12 @@ class Recipe(Strict):
 
     def plugin_specs(self) -> list[tuple[str, PluginSpec]]:
         """Every plugin instance of the recipe with its unique name in the run."""
+        if self.structure_choices:
+            index = self.structure_choices[0]
+            raise RecipeError(
+                f"{self.source}: field 'incentives.{index}': a `one_of` group is chosen per trial by "
+                "`incentive search`; to run one design, keep a single alternative (or run a study's best.yaml)"
+            )
         listed = [*self.incentives, *self.plugins]
         counts: dict[str, int] = {}
         for spec in listed:

@@ -15,7 +15,7 @@ from incentive.loop import CHECKPOINT, Training
 from incentive.plugin_manager import make_plugin_manager
 from incentive.recipe import Recipe, validate_recipe
 
-__all__ = ["RECIPE_FILE", "new_run_dir", "resume_run", "start_run"]
+__all__ = ["RECIPE_FILE", "new_run_dir", "resume_run", "start_run", "train_in"]
 
 RECIPE_FILE = "recipe.yaml"
 
@@ -56,6 +56,26 @@ def start_run(
     (run_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     training = _training(recipe, run_dir, extra_plugins)
     return run_dir, training.run()
+
+
+def train_in(recipe: Recipe, run_dir: Path, *, extra_plugins: Iterable[tuple[str, Any]] = ()) -> Training:
+    """Run a recipe in a given new directory (a search trial's seed); returns the finished `Training`.
+
+    Its `status` says how the run ended ("completed", or "pruned" by a search
+    pruner) and its `metrics_file` holds the metrics.
+
+    Raises:
+        IncentiveError: the directory already holds a run, or the run failed.
+
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / RECIPE_FILE).exists():
+        raise IncentiveError(f"{run_dir}: a run already exists there")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    training = _training(recipe, run_dir, extra_plugins)
+    training.run()
+    return training
 
 
 def load_run_recipe(run_dir: Path) -> Recipe:

@@ -47,18 +47,21 @@ class WandbLogger:
         try:
             import wandb
 
-            run_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{run.recipe.name}-{run.run_dir.name}")
+            # a search's trials share run directory names across studies: the group keeps ids apart
+            prefix = f"{self.params.group}-" if self.params.group else ""
+            run_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{prefix}{run.recipe.name}-{run.run_dir.name}")
             self.wandb_run = wandb.init(
                 project=self.params.project,
                 entity=self.params.entity,
                 group=self.params.group,
+                job_type=self.params.job_type,
                 tags=self.params.tags or None,
                 name=f"{run.recipe.name}/{run.run_dir.name}",
                 id=run_id,
                 resume="allow",
                 mode=self.params.mode,
                 dir=str(run.run_dir),
-                config=run.recipe.model_dump(mode="json"),
+                config={**run.recipe.model_dump(mode="json"), **self.params.config},
                 settings=wandb.Settings(silent=True, console="off", quiet=True),
                 reinit="create_new",
             )
@@ -77,11 +80,14 @@ class WandbLogger:
 
     @hookimpl
     def incentive_run_end(self, status: str) -> None:
-        """Close the W&B run (exit code 1 if the training run failed)."""
+        """Close the W&B run (exit code 1 if the training run failed; a pruned trial says so)."""
         if self.wandb_run is None:
             return
         try:
-            self.wandb_run.finish(exit_code=0 if status == "completed" else 1)
+            self.wandb_run.summary["run_status"] = status
+            if status == "pruned":
+                self.wandb_run.tags = (*self.wandb_run.tags, "pruned")
+            self.wandb_run.finish(exit_code=1 if status == "failed" else 0)
         except Exception:
             self._give_up("finish")
         self.wandb_run = None
