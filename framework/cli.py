@@ -291,7 +291,7 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     finally:
         view.stop()
     if result.interrupted:
-        Console(stderr=True).print(
+        Console(stderr=True, soft_wrap=True).print(
             "interrupted: finished trials are kept and interrupted ones will be re-run; "
             "run the same command again to resume the study"
         )
