@@ -1,8 +1,10 @@
 """Two-player limit poker (Kuhn, Leduc): the game tree as tables, and a batched env stepping it.
 
 Both games are small enough that the whole public betting tree fits in a few
-tables, built once from the rules by `PokerGame`. The batched env steps by
-table look-up (node id + action -> child node), and `incentive.exploitability`
+tables, built once from the rules by `PokerGame`. The batched env's state is
+a node of that tree and a deal index per instance, and it steps by table
+look-up (node + action -> child; (node, deal) -> both seats' observations and
+the chips won), with no loop over instances. `incentive.exploitability`
 traverses the very same tables, so the observations a policy sees while it
 trains are exactly the information states the exploitability is computed on.
 
@@ -139,6 +141,10 @@ class PokerGame:
     check/call leads; terminal rows point to themselves), `legal`
     [N, num_actions], `history` [N, history_size].
 
+    Env look-ups: `obs_table` [N, D, 2, obs_size] (each seat's observation at
+    node n under deal d) and `payoff_table` [N, D] (player_0's chips, zero at
+    decision nodes), for the D = `num_deals` rows of `deals` [D, 3].
+
     Information states (I of them, in order of node, private card, public card):
     `info_node` [I], `info_player` [I], `info_card` [I], `info_public` [I]
     (-1 while unrevealed), `info_obs` [I, obs_size] (exactly what the env
@@ -192,6 +198,20 @@ class PokerGame:
         self.num_deals = len(deals)
         self.rank = torch.arange(self.num_cards) // rules.num_suits
         self._build_info_states()
+        # what the env looks up each step: both seats' observations and player_0's chips per (node, deal)
+        nodes = torch.arange(self.num_nodes).repeat_interleave(self.num_deals)
+        deals = self.deals.repeat(self.num_nodes, 1)
+        seats = [self.observe(nodes, seat, deals) for seat in (0, 1)]
+        self.obs_table = torch.stack(seats, 1).reshape(self.num_nodes, self.num_deals, 2, self.obs_size)
+        payoff = torch.where(self.terminal[nodes], self.payoff(nodes, deals), 0.0)
+        self.payoff_table = payoff.reshape(self.num_nodes, self.num_deals)
+
+    def deal_index(self, player_0: int, player_1: int, public: int = -1) -> int:
+        """The index in `deals` of a deal given as cards (public -1 in Kuhn)."""
+        match = (self.deals == torch.tensor([player_0, player_1, public])).all(1).nonzero()
+        if len(match) != 1:
+            raise ValueError(f"no deal ({player_0}, {player_1}, {public}) in {self.rules.name}")
+        return int(match[0, 0])
 
     @staticmethod
     def _facing(node: _Node) -> bool:
@@ -328,24 +348,29 @@ class PokerEnv(BatchedEnv):
         self._child = game.child.to(dev)
         self._legal = game.legal.to(dev)
         self._terminal = game.terminal.to(dev)
-        self._contrib = game.contrib.to(dev)
-        self._deals = game.deals.to(dev)
+        self._folded = (game.folder >= 0).to(dev)
+        self._pot = game.contrib.sum(1).to(dev)
+        self._obs = game.obs_table.to(dev)
+        self._payoff = game.payoff_table.to(dev)
         # an action raises when it lifts the stake (the larger contribution); a call only matches it
-        stake = self._contrib.max(1).values
+        stake = game.contrib.max(1).values.to(dev)
         self._raised = stake[self._child] > stake[:, None]
         self._envs = torch.arange(num_envs, device=dev)
+        self._seats = torch.arange(2, device=dev)
+        # node[e]: the betting history (a node of the game's tree); deal[e]: index into game.deals
         self.node = torch.zeros(num_envs, dtype=torch.long, device=dev)
-        self.deal = self._deals[torch.zeros(num_envs, dtype=torch.long, device=dev)]
+        self.deal = torch.zeros(num_envs, dtype=torch.long, device=dev)
 
     def _draw_deal(self) -> torch.Tensor:
-        """[E, 3] a fresh deal for every instance (every stream advances, dealt or not)."""
-        return self._deals[self.rng.integers(self.game.num_deals)[:, 0]]
+        """[E] a fresh deal for every instance (every stream advances, dealt or not)."""
+        return self.rng.integers(self.game.num_deals)[:, 0]
 
     def _observe(self, node: torch.Tensor, deal: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {agent: self.game.observe(node, seat, deal) for seat, agent in enumerate(self.possible_agents)}
+        both = self._obs[node, deal]  # [E, 2, obs_size]
+        return {agent: both[:, seat] for seat, agent in enumerate(self.possible_agents)}
 
     def _acting(self, node: torch.Tensor) -> torch.Tensor:
-        return self._player[node][:, None] == torch.arange(2, device=self.device)
+        return self._player[node][:, None] == self._seats
 
     def _masks(self, node: torch.Tensor, acting: torch.Tensor) -> dict[str, torch.Tensor]:
         legal = self._legal[node]
@@ -385,27 +410,25 @@ class PokerEnv(BatchedEnv):
         action = actions[self._envs, self._player[node]]
         child = self._child[node, action]
         done = self._terminal[child]
-        won = torch.where(done, self.game.payoff(child, self.deal), 0.0)
-        reward = torch.stack([won, -won], 1)
-        contrib = self._contrib[child]
+        won = self._payoff[child, self.deal]  # zero unless the hand is over
         info = {
             "player_0_chips": won,
-            "showdowns": (done & (self.game.folder.to(self.device)[child] < 0)).float(),
-            "folds": (done & (self.game.folder.to(self.device)[child] >= 0)).float(),
+            "showdowns": (done & ~self._folded[child]).float(),
+            "folds": self._folded[child].float(),
             "raises": self._raised[node, action].float(),
-            "pot": torch.where(done, contrib.sum(1), 0.0),
+            "pot": torch.where(done, self._pot[child], 0.0),
         }
         fresh = self._draw_deal()
         final_obs = None
         if bool(done.any()):
             final_obs = self._observe(child, self.deal)
             child = torch.where(done, 0, child)
-            self.deal = torch.where(done[:, None], fresh, self.deal)
+            self.deal = torch.where(done, fresh, self.deal)
         self.node = child
         acting = self._acting(child)
         return TimeStep(
             obs=self._observe(child, self.deal),
-            reward=reward,
+            reward=torch.stack([won, -won], 1),
             terminated=done,
             truncated=torch.zeros_like(done),
             acting=acting,

@@ -6,7 +6,7 @@ import torch
 def set_deal(env, p0: int, p1: int, public: int = -1) -> None:
     """Every instance starts a fresh hand with these cards (card ids, see incentive.envs.poker)."""
     env.reset(seed=0)
-    env.deal = torch.tensor([[p0, p1, public]]).expand(env.num_envs, 3).clone()
+    env.deal = torch.full((env.num_envs,), env.game.deal_index(p0, p1, public))
     env.node = torch.zeros(env.num_envs, dtype=torch.long)
 
 

@@ -81,7 +81,7 @@ def test_bad_actions_are_refused():
 def test_instances_play_different_hands_in_one_batch():
     env = make(3)
     set_deal(env, K, J)
-    env.deal[1] = torch.tensor([J, K, -1])
+    env.deal[1] = env.game.deal_index(J, K)
     first = env.step(torch.tensor([[BET, 0], [BET, 0], [PASS, 0]]))
     assert first.acting[:, 1].all()
     second = env.step(torch.tensor([[0, BET], [0, BET], [0, PASS]]))
@@ -100,7 +100,7 @@ def test_metrics_from_hand_totals():
         for key in env.info_keys:
             episode = sum(ts.info[key] for ts in steps)
             totals[key] = torch.cat([totals[key], episode[:1]])
-        env.deal[:] = torch.tensor([K, J, -1])
+        env.deal[:] = env.game.deal_index(K, J)
     metrics = env.episode_metrics(totals)
     assert metrics == {
         "player_0_chips": 1.5,
@@ -114,8 +114,9 @@ def test_metrics_from_hand_totals():
 def test_deals_are_uniform_and_distinct():
     env = make(6000)
     env.reset(seed=3)
-    assert (env.deal[:, 0] != env.deal[:, 1]).all()
-    counts = torch.bincount(env.deal[:, 0] * 3 + env.deal[:, 1], minlength=9).float()
+    cards = env.game.deals[env.deal]
+    assert (cards[:, 0] != cards[:, 1]).all() and (cards[:, 2] == -1).all()
+    counts = torch.bincount(cards[:, 0] * 3 + cards[:, 1], minlength=9).float()
     seen = counts[counts > 0]
     assert len(seen) == 6 and (seen - 1000).abs().max() < 120  # 6 deals of 1000 expected each
 

@@ -103,7 +103,7 @@ def test_observation_layout():
 def test_deals_are_uniform_and_distinct():
     env = make(12000)
     env.reset(seed=7)
-    d = env.deal
+    d = env.game.deals[env.deal]
     assert ((d[:, 0] != d[:, 1]) & (d[:, 0] != d[:, 2]) & (d[:, 1] != d[:, 2])).all()
     counts = torch.bincount(d[:, 0] * 36 + d[:, 1] * 6 + d[:, 2], minlength=216).float()
     seen = counts[counts > 0]
