@@ -43,6 +43,8 @@ Observation (an information-state tensor, float32, like OpenSpiel's):
 |                                        | that round (zeros where none was taken)        |
 
 Kuhn: 2 + 3 + 1 x 3 x 2 = 11 entries. Leduc: 2 + 6 + 6 + 2 x 4 x 3 = 38.
+At a hand's end `final_obs` is each seat's view of the finished history (the
+opponent's card stays hidden); `obs` is already the next hand's first view.
 Illegal actions (folding when not facing a raise, raising past the cap) are
 played as check/call, as OpenSpiel's `action_mapping` option does; the env's
 action masks mark them illegal so a masked policy never picks them.
@@ -98,7 +100,7 @@ class PokerRules:
 
     def move(self, action: int, facing: bool, raises: int) -> int | None:
         """The betting move an action id makes, or None when it is illegal here."""
-        if len(self.action_names) == 2:  # Kuhn: pass / bet
+        if self.action_names == ("pass", "bet"):  # Kuhn's two actions
             if action == 0:
                 return FOLD if facing else CALL
             return CALL if facing else RAISE
@@ -237,8 +239,7 @@ class PokerGame:
                 history[node.round].append(action)
                 contrib = list(node.contrib)
                 if move == FOLD:
-                    child = _Node(-1, node.round, history, tuple(contrib), folder=seat)
-                    node.children[action] = visit(child, raises, checks)
+                    node.children[action] = visit(_Node(-1, node.round, history, node.contrib, seat), 0, 0)
                     continue
                 contrib[seat] = contrib[1 - seat]  # match the stake (a check adds nothing)
                 if move == RAISE:
@@ -253,9 +254,8 @@ class PokerGame:
                 elif node.round + 1 < rules.num_rounds:
                     child = _Node(0, node.round + 1, [*history, []], tuple(contrib))
                     node.children[action] = visit(child, 0, 0)
-                else:
-                    child = _Node(-1, node.round, history, tuple(contrib))
-                    node.children[action] = visit(child, raises, checks)
+                else:  # showdown
+                    node.children[action] = visit(_Node(-1, node.round, history, tuple(contrib)), 0, 0)
             return index
 
         visit(_Node(0, 0, [[]], (1, 1)), 0, 0)
