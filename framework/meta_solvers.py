@@ -140,6 +140,8 @@ def _project(x: np.ndarray, floor: float) -> np.ndarray:
     """Euclidean projection of x onto {p : sum p = 1, p_i >= floor} (sorting method)."""
     n = x.shape[0]
     budget = 1.0 - n * floor
+    if budget <= 0.0:  # gamma = 1: the floor is the whole simplex
+        return np.full(n, 1.0 / n)
     z = x - floor
     s = np.sort(z)[::-1]
     cumulative = np.cumsum(s) - budget

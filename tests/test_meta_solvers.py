@@ -113,6 +113,8 @@ def test_projection_onto_the_exploratory_simplex():
     p = _project(np.array([0.5, 0.4, 0.3, -0.2]), 0.05)
     assert p.sum() == pytest.approx(1.0) and (p >= 0.05 - 1e-12).all()
     assert np.allclose(_project(np.array([0.2, 0.3, 0.5]), 0.0), [0.2, 0.3, 0.5])
+    x, y = projected_replicator_dynamics(BOS_ROW, BOS_COL, gamma=1.0, steps=10)  # all floor: uniform
+    assert np.allclose(x, 0.5) and np.allclose(y, 0.5)
 
 
 def test_meta_game_nash_conv_by_hand():
