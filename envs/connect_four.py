@@ -66,7 +66,6 @@ __all__ = [
     "board_from_planes",
     "drop_bits",
     "has_four",
-    "planes_from_boards",
 ]
 
 ROWS, COLUMNS = 6, 7
@@ -81,21 +80,23 @@ _COLUMN_INDEX = torch.arange(COLUMNS, dtype=torch.int64)
 BOTTOM = torch.ones(COLUMNS, dtype=torch.int64) << (_COLUMN_INDEX * STRIDE)
 #: The six cells' bits of each column (no guard bit).
 COLUMN_CELLS = ((1 << ROWS) - 1) << (_COLUMN_INDEX * STRIDE)
-#: Top cell's bit number of each column (the column is full when it is set).
-TOP_BIT = _COLUMN_INDEX * STRIDE + ROWS - 1
 #: Bit number of observation cell (row r from the top, column c), flattened row-major: 7c + 5 - r.
 CELL_BIT = (
     _COLUMN_INDEX[None, :] * STRIDE + (ROWS - 1 - torch.arange(ROWS, dtype=torch.int64))[:, None]
 ).reshape(CELLS)
+_SHIFTS = torch.tensor(LINE_SHIFTS, dtype=torch.int64)
+
+# How a move ends, from the flags (won, board full, illegal): 0 the game goes on, 1 the mover won,
+# 2 a draw, 3 an illegal move. A move can fill the board and win: that is a win.
+ON, WON, DRAWN, ILLEGAL = 0, 1, 2, 3
 
 
 def has_four(board: torch.Tensor) -> torch.Tensor:
     """Bool tensor shaped like `board` (int64 bitboards): four in a row anywhere."""
-    found = torch.zeros(board.shape, dtype=torch.bool, device=board.device)
-    for shift in LINE_SHIFTS:
-        pairs = board & (board >> shift)
-        found |= (pairs & (pairs >> (2 * shift))) != 0
-    return found
+    shifts = _SHIFTS.to(board.device)
+    b = board[..., None]  # all four directions at once: few large ops beat many small ones
+    pairs = b & (b >> shifts)
+    return ((pairs & (pairs >> (2 * shifts))) != 0).any(-1)
 
 
 def drop_bits(occupied: torch.Tensor) -> torch.Tensor:
@@ -109,13 +110,6 @@ def drop_bits(occupied: torch.Tensor) -> torch.Tensor:
     return (occupied[..., None] + bottom) & cells
 
 
-def planes_from_boards(own: torch.Tensor, opponent: torch.Tensor) -> torch.Tensor:
-    """[N, 6, 7, 2] float32 observation planes (own, opponent) of [N] bitboards."""
-    boards = torch.stack([own, opponent], dim=1)  # [N, 2]
-    bits = (boards[:, :, None] >> CELL_BIT.to(boards.device)) & 1  # [N, 2, 42]
-    return bits.transpose(1, 2).reshape(-1, ROWS, COLUMNS, 2).to(torch.float32)
-
-
 def board_from_planes(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Bitboards (own, opponent), each [N] int64, of [N, 6, 7, 2] observation planes."""
     weights = torch.ones(CELLS, dtype=torch.int64, device=planes.device) << CELL_BIT.to(planes.device)
@@ -123,6 +117,52 @@ def board_from_planes(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     own = (cells[:, :, 0] * weights).sum(1)
     opponent = (cells[:, :, 1] * weights).sum(1)
     return own, opponent
+
+
+def _tables(device: torch.device) -> dict[str, torch.Tensor]:
+    """Lookup tables that turn the step's few per-instance numbers into its outputs in one gather each.
+
+    - `plane_cell[(7c + h) * 2 + s, v]`: offset, within one instance's 84 observation numbers, of
+      the piece seat s drops at height h of column c, in viewer v's planes (plane 0 if v == s).
+    - `outcome[key]`, key = 4 won + 2 full + illegal: how the move ended (ON, WON, DRAWN, ILLEGAL).
+    - `reward[o * 2 + s]`: both seats' rewards [2] when the move by seat s ended as o.
+    - `counters[:, o * 2 + s]`: the `info_keys` counters [5] for the same.
+    - `masks[f * 2 + s]`: both seats' action masks [2, 7] when seat s is to move and bit c of f marks
+      full column c (the seat that does not move gets all True).
+    """
+    plane_cell = torch.zeros(COLUMNS * STRIDE * 2, 2, dtype=torch.int64)
+    for column in range(COLUMNS):
+        for height in range(STRIDE):  # height 6: an illegal move, which adds nothing anywhere
+            row = ROWS - 1 - min(height, ROWS - 1)
+            for seat in range(2):
+                for viewer in range(2):
+                    plane = int(seat != viewer)
+                    plane_cell[(column * STRIDE + height) * 2 + seat, viewer] = (
+                        row * COLUMNS + column
+                    ) * 2 + plane
+    outcome = torch.tensor([ON, ILLEGAL, DRAWN, ILLEGAL, WON, WON, WON, WON], dtype=torch.int64)
+    reward = torch.zeros(8, 2)
+    counters = torch.zeros(5, 8)  # player_0_wins, player_1_wins, draws, illegal_moves, moves
+    for seat in range(2):
+        reward[WON * 2 + seat, seat], reward[WON * 2 + seat, 1 - seat] = 1.0, -1.0
+        reward[ILLEGAL * 2 + seat, seat] = -1.0
+        counters[seat, WON * 2 + seat] = 1.0
+        counters[2, DRAWN * 2 + seat] = 1.0
+        counters[3, ILLEGAL * 2 + seat] = 1.0
+    counters[4] = 1.0
+    full = (torch.arange(1 << COLUMNS)[:, None] >> _COLUMN_INDEX) & 1  # [128, 7]
+    masks = torch.ones(1 << COLUMNS, 2, 2, COLUMNS, dtype=torch.bool)  # [full, mover, seat, column]
+    for seat in range(2):
+        masks[:, seat, seat] = full == 0
+    tables = {
+        "plane_cell": plane_cell,
+        "outcome": outcome,
+        "reward": reward,
+        "counters": counters,
+        "masks": masks.reshape(-1, 2 * COLUMNS),
+        "acting": torch.eye(2, dtype=torch.bool),
+    }
+    return {name: table.to(device) for name, table in tables.items()}
 
 
 class ConnectFourParams(EnvParams):
@@ -134,53 +174,57 @@ class ConnectFour(BatchedEnv):
 
     Params: ClassVar[type[EnvParams]] = ConnectFourParams
     info_keys = ("player_0_wins", "player_1_wins", "draws", "illegal_moves", "moves")
-    metric_names = ("win_rate/player_0", "win_rate/player_1", "draw_rate", "illegal_move_rate", "episode_length")
-    state_keys = ("boards", "turn", "moves")
+    metric_names = (
+        "win_rate/player_0",
+        "win_rate/player_1",
+        "draw_rate",
+        "illegal_move_rate",
+        "episode_length",
+    )
+    state_keys = ("boards", "heights", "full", "turn", "moves", "planes")
 
     def __init__(self, *, num_envs: int, params: EnvParams, device: str = "cpu") -> None:
         super().__init__(num_envs=num_envs, params=params, device=device)
         self.possible_agents = ["player_0", "player_1"]
-        obs_space = gymnasium.spaces.Box(0.0, 1.0, (ROWS, COLUMNS, 2), dtype="float32")
+        obs_space = gymnasium.spaces.Box(0, 1, (ROWS, COLUMNS, 2), dtype="int8")
         self.observation_spaces = {a: obs_space for a in self.possible_agents}
         action_space = gymnasium.spaces.Discrete(COLUMNS)
         self.action_spaces = {a: action_space for a in self.possible_agents}
-        # boards[e, i]: seat i's pieces as a bitboard; turn[e]: the seat to move; moves[e]: pieces played.
-        self.boards = torch.zeros(num_envs, 2, dtype=torch.int64, device=self.device)
-        self.turn = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
-        self.moves = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
-        self._seats = torch.arange(2, device=self.device)
-        self._bottom = BOTTOM.to(self.device)
-        self._cells = COLUMN_CELLS.to(self.device)
-        self._top_bit = TOP_BIT.to(self.device)
-        self._cell_bit = CELL_BIT.to(self.device)
-        # _views[i] = (seat i, the other seat): the plane order of seat i's observation
-        self._views = torch.tensor([[0, 1], [1, 0]], device=self.device)
+        e = num_envs
+        # boards[e, s]: seat s's pieces as a bitboard (for judging lines); heights[e, c]: pieces in
+        # column c; full[e]: bit c set when column c is full; turn[e]: the seat to move; moves[e]:
+        # pieces on the board
+        self.boards = torch.zeros(e, 2, dtype=torch.int64, device=self.device)
+        self.heights = torch.zeros(e, COLUMNS, dtype=torch.int64, device=self.device)
+        self.full = torch.zeros(e, dtype=torch.int64, device=self.device)
+        self.turn = torch.zeros(e, dtype=torch.int64, device=self.device)
+        self.moves = torch.zeros(e, dtype=torch.int64, device=self.device)
+        # planes[v]: seat v's observations [E, 6, 7, 2], kept up to date piece by piece (rebuilding
+        # them from the bitboards every step would cost more than the rest of the step)
+        self.planes = torch.zeros(2, e, ROWS, COLUMNS, 2, dtype=torch.int8, device=self.device)
+        self._tables = _tables(self.device)
+        # flat index of (viewer, instance) in `planes`
+        self._plane_base = torch.arange(2 * e, device=self.device).view(2, e) * (CELLS * 2)
 
     # --- views of the state ------------------------------------------------
 
     def _observe(self) -> dict[str, torch.Tensor]:
-        boards = self.boards[:, self._views]  # [E, viewer, plane]
-        bits = (boards[..., None] >> self._cell_bit) & 1  # [E, viewer, plane, 42]
-        planes = bits.transpose(2, 3).to(torch.float32).reshape(self.num_envs, 2, ROWS, COLUMNS, 2)
-        return {agent: planes[:, i] for i, agent in enumerate(self.possible_agents)}
+        """Observations: views of `planes`, which is replaced, never written, once handed out."""
+        return {agent: self.planes[i] for i, agent in enumerate(self.possible_agents)}
 
-    def _acting(self) -> torch.Tensor:
-        return self.turn[:, None] == self._seats
-
-    def _masks(self, acting: torch.Tensor) -> dict[str, torch.Tensor]:
-        occupied = self.boards[:, 0] | self.boards[:, 1]
-        legal = ((occupied[:, None] >> self._top_bit) & 1) == 0  # [E, 7]
-        return {agent: legal | ~acting[:, i, None] for i, agent in enumerate(self.possible_agents)}
+    def _acting_and_masks(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        acting = self._tables["acting"].index_select(0, self.turn)
+        masks = self._tables["masks"].index_select(0, self.full * 2 + self.turn).view(-1, 2, COLUMNS)
+        return acting, {agent: masks[:, i] for i, agent in enumerate(self.possible_agents)}
 
     # --- the interface -----------------------------------------------------
 
     def _reset(self) -> TimeStep:
-        self.boards = torch.zeros_like(self.boards)
-        self.turn = torch.zeros_like(self.turn)
-        self.moves = torch.zeros_like(self.moves)
-        acting = self._acting()
+        for key in self.state_keys:
+            setattr(self, key, torch.zeros_like(getattr(self, key)))
+        acting, masks = self._acting_and_masks()
         ts = self._first_step(self._observe(), acting)
-        ts.action_mask = self._masks(acting)
+        ts.action_mask = masks
         return ts
 
     def _mover_columns(self, actions: torch.Tensor) -> torch.Tensor:
@@ -188,10 +232,12 @@ class ConnectFour(BatchedEnv):
         expected = (self.num_envs, 2)
         if tuple(actions.shape) != expected:
             raise ValueError(f"actions must have shape {expected}, got {tuple(actions.shape)}")
-        column = actions.to(self.device, torch.long).gather(1, self.turn[:, None])[:, 0]
-        outside = (column < 0) | (column >= COLUMNS)
-        if bool(outside.any()):
-            e = int(outside.nonzero()[0, 0])
+        if actions.dtype != torch.long or actions.device != self.device:
+            actions = actions.to(self.device, torch.long)
+        column = actions.gather(1, self.turn[:, None])[:, 0]
+        low, high = torch.aminmax(column)
+        if int(low) < 0 or int(high) >= COLUMNS:
+            e = int(((column < 0) | (column >= COLUMNS)).nonzero()[0, 0])
             raise ValueError(
                 f"actions of the agent to move must be columns 0..{COLUMNS - 1}; instance {e} "
                 f"(player_{int(self.turn[e])} to move) got {int(column[e])}"
@@ -211,43 +257,52 @@ class ConnectFour(BatchedEnv):
             ValueError: the agent to move chose a column outside 0..6.
 
         """
+        tables = self._tables
         column = self._mover_columns(actions)
-        acting = self._acting()
-        occupied = self.boards[:, 0] | self.boards[:, 1]
-        bit = (occupied + self._bottom[column]) & self._cells[column]  # 0: the column is full
-        illegal = bit == 0
-        self.boards = self.boards | torch.where(acting, bit[:, None], 0)
-        mover_board = (self.boards * acting).sum(1)
-        won = has_four(mover_board)
-        self.moves = self.moves + (~illegal).long()
-        drawn = ~won & (self.moves == CELLS)
-        terminated = won | drawn | illegal
+        turn = self.turn
+        height = self.heights.gather(1, column[:, None])[:, 0]
+        legal = height < ROWS
+        placed = legal.long()
+        slot = column * STRIDE + height  # the landing cell's bit number (a guard bit if illegal)
 
-        # the winner +1 and the loser -1 (both seats, on the last move); an illegal move: mover -1
-        mover_sign = torch.where(acting, 1.0, -1.0)  # [E, 2]: +1 for the mover's seat
-        reward = won[:, None] * mover_sign - illegal[:, None] * acting.float()
-        info = {
-            "player_0_wins": (won & (self.turn == 0)).float(),
-            "player_1_wins": (won & (self.turn == 1)).float(),
-            "draws": drawn.float(),
-            "illegal_moves": illegal.float(),
-            "moves": torch.ones(self.num_envs, device=self.device),
-        }
+        # drop the piece: bitboard, column height, full columns, both seats' observation planes
+        mover_board = self.boards.gather(1, turn[:, None])[:, 0] | (placed << slot)
+        self.boards = self.boards.scatter(1, turn[:, None], mover_board[:, None])
+        self.heights = self.heights.scatter_add(1, column[:, None], placed[:, None])
+        self.full = self.full | ((height == ROWS - 1).long() << column)
+        self.moves = self.moves + placed
+        cell = tables["plane_cell"].index_select(0, slot * 2 + turn).T  # [2 viewers, E]
+        self.planes = self.planes.clone()  # the old planes were handed out as observations
+        self.planes.view(-1).index_put_((self._plane_base + cell,), legal.to(torch.int8), accumulate=True)
+
+        # judge: four in a row by the mover, a full board (a draw), an illegal move (the mover loses)
+        won = has_four(mover_board)
+        key = won.long() * 4 + (self.moves == CELLS).long() * 2 + (1 - placed)
+        code = tables["outcome"].index_select(0, key) * 2 + turn
+        terminated = code >= 2
+        reward = tables["reward"].index_select(0, code)
+        info = dict(zip(self.info_keys, tables["counters"].index_select(1, code).unbind(0), strict=True))
 
         final_obs = None
         if bool(terminated.any()):
             final_obs = self._observe()
-            self.boards = torch.where(terminated[:, None], 0, self.boards)
-            self.moves = torch.where(terminated, 0, self.moves)
-        self.turn = torch.where(terminated, 0, 1 - self.turn)
-        acting = self._acting()
+            keep = (~terminated).long()
+            self.boards = self.boards * keep[:, None]
+            self.heights = self.heights * keep[:, None]
+            self.full = self.full * keep
+            self.moves = self.moves * keep
+            self.planes = self.planes * keep.to(torch.int8).view(1, -1, 1, 1, 1)
+            self.turn = (1 - turn) * keep
+        else:
+            self.turn = 1 - turn
+        acting, masks = self._acting_and_masks()
         return TimeStep(
             obs=self._observe(),
             reward=reward,
             terminated=terminated,
             truncated=torch.zeros_like(terminated),
             acting=acting,
-            action_mask=self._masks(acting),
+            action_mask=masks,
             info=info,
             final_obs=final_obs,
         )
@@ -258,11 +313,7 @@ class ConnectFour(BatchedEnv):
         PettingZoo's `connect_four_v3` still shows the mask of the final board
         to the agent whose turn it would be; `AECView` asks for it here.
         """
-        masks = {}
-        for agent, planes in final_obs.items():
-            top_row = planes[:, 0, :, :].sum(-1)  # [E, 7]: pieces in each column's top cell
-            masks[agent] = top_row == 0
-        return masks
+        return {agent: planes[:, 0].sum(-1) == 0 for agent, planes in final_obs.items()}
 
     def episode_metrics(self, totals: dict[str, torch.Tensor]) -> dict[str, float]:
         """Win, draw and illegal-move rates and mean length over the finished episodes."""
