@@ -44,55 +44,91 @@ from __future__ import annotations
 import torch
 
 from incentive.envs.connect_four import (
-    CELL_BIT,
     CELLS,
     COLUMNS,
+    LINE_SHIFTS,
+    ROWS,
+    STRIDE,
     board_from_planes,
     drop_bits,
     has_four,
 )
 
-__all__ = ["BOTS", "THREE", "TWO", "WIN", "MinimaxBot", "OnePlyBot", "RandomBot", "heuristic", "make_bot"]
+__all__ = [
+    "BOTS",
+    "LINE_STARTS",
+    "THREE",
+    "TWO",
+    "WIN",
+    "MinimaxBot",
+    "OnePlyBot",
+    "RandomBot",
+    "heuristic",
+    "make_bot",
+    "popcount",
+    "root_values",
+]
 
 WIN = 1000.0
 THREE = 5.0
 TWO = 2.0
 
 
-def _lines() -> torch.Tensor:
-    """[69, 42] 0/1: the cells (row-major observation order) of every line of four."""
-    lines = []
-    for row in range(6):
-        for column in range(COLUMNS):
-            for d_row, d_column in ((0, 1), (1, 0), (1, 1), (1, -1)):
-                cells = [(row + k * d_row, column + k * d_column) for k in range(4)]
-                if all(0 <= r < 6 and 0 <= c < COLUMNS for r, c in cells):
-                    line = torch.zeros(CELLS)
-                    for r, c in cells:
-                        line[r * COLUMNS + c] = 1.0
-                    lines.append(line)
-    return torch.stack(lines)
+def _line_starts() -> torch.Tensor:
+    """[4] int64: for each shift of `LINE_SHIFTS`, the bits where a line of four along it starts."""
+    steps = ((0, 1), (1, -1), (1, 0), (1, 1))  # (columns, rows up) per step of shift 1, 6, 7, 8
+    starts = [0] * len(steps)
+    for column in range(COLUMNS):
+        for height in range(ROWS):
+            for i, (d_column, d_height) in enumerate(steps):
+                if 0 <= column + 3 * d_column < COLUMNS and 0 <= height + 3 * d_height < ROWS:
+                    starts[i] |= 1 << (column * STRIDE + height)
+    return torch.tensor(starts, dtype=torch.int64)
 
 
-LINES = _lines()
-# score of one line by (own pieces, opponent's pieces) in it: only lines one side alone holds count
-_LINE_SCORE = torch.zeros(5, 5)
-_LINE_SCORE[3, 0], _LINE_SCORE[2, 0] = THREE, TWO
-_LINE_SCORE[0, 3], _LINE_SCORE[0, 2] = -THREE, -TWO
+#: Start bits of the 69 lines of four (21 vertical, 12 per diagonal, 24 horizontal), per shift.
+LINE_STARTS = _line_starts()
+_SHIFTS = torch.tensor(LINE_SHIFTS, dtype=torch.int64)
 
 
-def _cells(board: torch.Tensor) -> torch.Tensor:
-    """[N, 42] float32 0/1 occupancy of [N] bitboards, in observation order."""
-    return ((board[:, None] >> CELL_BIT.to(board.device)) & 1).to(torch.float32)
+def popcount(x: torch.Tensor) -> torch.Tensor:
+    """Set bits of each int64 in `x` (values in [0, 2**56)), as int64 of the same shape."""
+    x = x - ((x >> 1) & 0x0055555555555555)
+    x = (x & 0x0033333333333333) + ((x >> 2) & 0x0033333333333333)
+    x = (x + (x >> 4)) & 0x000F0F0F0F0F0F0F  # each byte now holds its own count (<= 8)
+    x = x + (x >> 8)  # fold the bytes onto the lowest one; no sum exceeds 56, so none carries
+    x = x + (x >> 16)
+    x = x + (x >> 32)
+    return x & 0x7F
+
+
+def _two_and_three(board: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Line starts [N, 4] (one bitboard per shift) whose cells hold exactly 2, exactly 3, any pieces.
+
+    The count of pieces in the four cells is added bit-parallel, one adder per line start.
+    """
+    shifts = _SHIFTS.to(board.device)
+    a = board[:, None].expand(-1, len(LINE_SHIFTS))
+    b, c, d = a >> shifts, a >> (2 * shifts), a >> (3 * shifts)
+    low_ab, high_ab, low_cd, high_cd = a ^ b, a & b, c ^ d, c & d  # a + b and c + d in two bits
+    ones = low_ab ^ low_cd  # bit 0 of the count
+    carry = low_ab & low_cd
+    twos = high_ab ^ high_cd ^ carry  # bit 1 of the count
+    fours = (high_ab & high_cd) | ((high_ab ^ high_cd) & carry)  # bit 2 (all four cells)
+    return ~ones & twos & ~fours, ones & twos & ~fours, a | b | c | d
 
 
 def heuristic(own: torch.Tensor, opponent: torch.Tensor) -> torch.Tensor:
     """[N] float32 value of positions [N] for the player owning `own` (see the module docstring)."""
-    lines = LINES.to(own.device).T  # [42, 69]
-    own_count = (_cells(own) @ lines).long()
-    opponent_count = (_cells(opponent) @ lines).long()
-    score = _LINE_SCORE.to(own.device).view(-1)
-    return score.index_select(0, (own_count * 5 + opponent_count).view(-1)).view(own_count.shape).sum(1)
+    starts = LINE_STARTS.to(own.device)
+    own_two, own_three, own_any = _two_and_three(own)
+    opp_two, opp_three, opp_any = _two_and_three(opponent)
+    own_alone, opp_alone = starts & ~opp_any, starts & ~own_any  # lines the other side is not in
+    lines = torch.stack(
+        [own_three & own_alone, own_two & own_alone, opp_three & opp_alone, opp_two & opp_alone]
+    )
+    counts = popcount(lines).sum(-1).to(torch.float32)  # [4, N]
+    return THREE * (counts[0] - counts[2]) + TWO * (counts[1] - counts[3])
 
 
 def _pick(candidates: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -215,7 +251,7 @@ def root_values(own: torch.Tensor, opponent: torch.Tensor, legal: torch.Tensor, 
         depth: plies to search (>= 1).
     """
     n = len(own)
-    pieces = _cells(own | opponent).sum(1).long()  # [N]
+    pieces = popcount(own | opponent)  # [N]
     # expand: level d holds N * 7**d positions, position i's children at 7i .. 7i + 6
     to_move, waiting = own, opponent
     playable = torch.ones(n, dtype=torch.bool, device=own.device)  # reached by legal moves, not ended

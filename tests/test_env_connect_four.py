@@ -10,6 +10,7 @@ from pettingzoo.test import api_test
 
 from incentive.envs.connect_four import ConnectFour, board_from_planes
 from incentive.envs.connect_four_bots import (
+    LINE_STARTS,
     THREE,
     TWO,
     WIN,
@@ -18,6 +19,7 @@ from incentive.envs.connect_four_bots import (
     RandomBot,
     heuristic,
     make_bot,
+    popcount,
     root_values,
 )
 from incentive.envs.matrix_games import PrisonersDilemma
@@ -379,6 +381,44 @@ def test_heuristic_counts_open_lines_by_hand():
     own, opp = board_from_planes(ts.obs["player_1"])
     # player_0's windows 0-3, 1-4, 2-5 hold player_1's piece at 3; player_1's 3-6 is a two
     assert heuristic(opp, own).tolist() == [-TWO]
+
+
+def test_popcount_and_line_starts():
+    values = torch.tensor([0, 1, 0b1011, (1 << 49) - 1, (1 << 55) | 5])
+    assert popcount(values).tolist() == [0, 1, 3, 49, 3]
+    assert popcount(LINE_STARTS).tolist() == [21, 12, 24, 12]  # vertical, two diagonals, horizontal
+
+
+def dense_heuristic(planes: torch.Tensor) -> torch.Tensor:
+    """The heuristic straight from its definition, line by line, on [N, 6, 7, 2] planes."""
+    value = torch.zeros(planes.shape[0])
+    for row in range(6):
+        for column in range(7):
+            for d_row, d_column in ((0, 1), (1, 0), (1, 1), (1, -1)):
+                cells = [(row + k * d_row, column + k * d_column) for k in range(4)]
+                if not all(0 <= r < 6 and 0 <= c < 7 for r, c in cells):
+                    continue
+                own = sum(planes[:, r, c, 0].long() for r, c in cells)
+                opp = sum(planes[:, r, c, 1].long() for r, c in cells)
+                score = {3: THREE, 2: TWO}
+                for count, weight in score.items():
+                    value += weight * ((own == count) & (opp == 0)).float()
+                    value -= weight * ((opp == count) & (own == 0)).float()
+    return value
+
+
+def test_heuristic_matches_its_definition_on_random_boards():
+    env = make(128)
+    ts = env.reset(seed=0)
+    bot = RandomBot(generator=generator(4))
+    seats = torch.ones(128, 2, dtype=torch.bool)
+    for _ in range(14):  # boards of up to 14 pieces (games that ended started again)
+        ts = env.step(bot.act(ts.obs, ts.action_mask, seats))
+    planes = ts.obs["player_1"]
+    own, opp = board_from_planes(planes)
+    expected = dense_heuristic(planes)
+    assert expected.abs().sum() > 0
+    assert torch.equal(heuristic(own, opp), expected)
 
 
 def test_minimax_root_values_by_hand():
