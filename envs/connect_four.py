@@ -5,9 +5,9 @@
 | agents       | `player_0` (moves first), `player_1`                                   |
 | actions      | Discrete(7): drop a piece into column 0..6 (left to right); the piece  |
 |              | falls to the lowest free cell of the column                            |
-| observation  | Box(0, 1, (6, 7, 2), float32) from the agent's own view: plane 0 holds |
+| observation  | Box(0, 1, (6, 7, 2), int8) from the agent's own view: plane 0 holds    |
 |              | the agent's pieces, plane 1 the opponent's; row 0 is the top row       |
-|              | (PettingZoo `connect_four_v3`'s layout, as float32 instead of int8)    |
+|              | (PettingZoo `connect_four_v3`'s layout and dtype)                      |
 | action mask  | the acting agent's legal columns (not full); the other agent's row is  |
 |              | all True (it does not act)                                             |
 | acting       | exactly one agent per instance: the player to move                     |
@@ -32,8 +32,8 @@ does not act are ignored whatever they are.
 Per-step `info` counters ([E] float): `player_0_wins`, `player_1_wins` (1 on
 the move that makes four in a row), `draws` (1 on the move that fills the
 board without a winner), `illegal_moves` (1 when the mover played a full
-column) and `moves` (1 on every step: its episode total is the episode's
-length).
+column) and `moves` (1 on every step, an illegal last move included: its
+episode total is the episode's length).
 
 Designer metrics over the finished episodes: `win_rate/player_0`,
 `win_rate/player_1`, `draw_rate`, `illegal_move_rate` (each the fraction of
@@ -46,7 +46,13 @@ by 1 (vertical), 7 (horizontal), 6 and 8 (the diagonals) never wraps a line
 from one column into the next. A board b has four in a row along shift s
 exactly when m & (m >> 2s) != 0 with m = b & (b >> s). The free cell of a
 column is ((both boards) + (bottom bit of the column)) & (the column's six
-cells), which is 0 when the column is full. The game has no randomness.
+cells), which is 0 when the column is full (`drop_bits`, used by the bots).
+The env also keeps the column heights, a bit set of full columns, and both
+seats' observation planes, updated piece by piece; small lookup tables turn
+(how the move ended, who moved) into rewards, counters and masks with one
+gather each. The observation tensors handed out are never written again (the
+next step writes a copy), so they stay valid; do not modify them in place.
+The game has no randomness.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from pettingzoo.classic import connect_four_v3
-from pettingzoo.test import api_test
+from pettingzoo.test import api_test, seed_test
 
 from incentive.envs.connect_four import ConnectFour, board_from_planes
 from incentive.envs.connect_four_bots import (
@@ -227,8 +227,9 @@ def test_observations_are_not_changed_by_later_steps():
 # --- the AEC view against PettingZoo -----------------------------------------
 
 
-def test_aec_view_passes_pettingzoo_api_test():
+def test_aec_view_passes_pettingzoo_api_and_seed_tests():
     api_test(AECView(make()), num_cycles=200)
+    seed_test(lambda: AECView(make()), num_cycles=100)
 
 
 def _same_state(mine: AECView, ref) -> None:
