@@ -29,9 +29,10 @@ Minimax values, from the view of the player to move at a node:
 - any other position is worth the maximum over its legal moves of minus the
   value of the position after the move.
 
-With `depth` >= 1 it takes any immediate win; with `depth` >= 2 it also sees
-every immediate threat of the opponent and never allows a win in one move
-that it could stop by blocking a single threat. The tree is expanded without
+With `depth` >= 1 it takes an immediate win whenever it has one; with
+`depth` >= 2 it also never leaves the opponent a win on the next move when
+some move avoids that (the heuristic is bounded by 69 * THREE < WIN - depth,
+so no leaf outweighs a win or a loss). The tree is expanded without
 pruning, so its cost grows as 7**depth per instance (depth 4: 2401 leaves);
 instances are evaluated in chunks of at most `leaf_budget` leaves to bound
 memory. Randomness (the random moves and the tie-breaks) comes only from the

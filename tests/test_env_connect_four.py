@@ -8,7 +8,7 @@ import torch
 from pettingzoo.classic import connect_four_v3
 from pettingzoo.test import api_test, seed_test
 
-from incentive.envs.connect_four import ConnectFour, board_from_planes
+from incentive.envs.connect_four import ConnectFour, board_from_planes, drop_bits, has_four
 from incentive.envs.connect_four_bots import (
     LINE_STARTS,
     THREE,
@@ -341,6 +341,55 @@ def test_bots_block_a_single_threat(bot, moves, block):
     player = make_bot("one_ply", generator=generator()) if bot == "one_ply" else None
     player = player or make_bot("minimax", generator=generator(), depth=int(bot[-1]))
     assert chosen(player, ts).tolist() == [block] * 32
+
+
+def random_positions(num: int, moves: int, seed: int):
+    """The TimeStep after `moves` random moves in `num` games (ended games start again)."""
+    env = make(num)
+    ts = env.reset(seed=0)
+    bot, seats = RandomBot(generator=generator(seed)), torch.ones(num, 2, dtype=torch.bool)
+    for _ in range(moves):
+        ts = env.step(bot.act(ts.obs, ts.action_mask, seats))
+    return ts
+
+
+def winning_columns(own: torch.Tensor, opponent: torch.Tensor) -> torch.Tensor:
+    """[N, 7] bool: dropping a piece of `own` there makes four in a row."""
+    drops = drop_bits(own | opponent)
+    return has_four(own[:, None] | drops) & (drops != 0)
+
+
+@pytest.mark.parametrize("moves", [9, 16, 23])
+def test_bots_on_random_positions_take_wins_and_never_leave_one(moves):
+    ts = random_positions(300, moves, seed=moves)
+    mover = ts.acting.float().argmax(1)  # [E] seat to move
+    planes = torch.where(mover.view(-1, 1, 1, 1) == 0, ts.obs["player_0"], ts.obs["player_1"])
+    own, opponent = board_from_planes(planes)
+    wins, threats = winning_columns(own, opponent), winning_columns(opponent, own)
+    rows = torch.arange(len(own))
+    has_win = wins.any(1)
+    assert bool(has_win.any()) and bool((~has_win & threats.any(1)).any())  # both cases occur
+
+    one_ply = chosen(OnePlyBot(generator=generator()), ts)
+    assert wins[rows, one_ply][has_win].all()
+    blocks = ~has_win & threats.any(1)
+    assert threats[rows, one_ply][blocks].all()
+
+    for depth in (1, 2, 3):
+        column = chosen(MinimaxBot(generator=generator(), depth=depth), ts)
+        assert wins[rows, column][has_win].all(), depth
+        if depth == 1:
+            continue
+        # after the move (not a win), the opponent has a win only if every legal move leaves one
+        after = own | drop_bits(own | opponent)[rows, column]
+        leaves_win = winning_columns(opponent, after).any(1) & ~has_win
+        drops = drop_bits(own | opponent)  # [E, 7]
+        legal = drops != 0
+        every_move_leaves = torch.ones_like(has_win)
+        for c in range(7):
+            leaves = winning_columns(opponent, own | drops[:, c]).any(1) | ~legal[:, c]
+            every_move_leaves &= leaves
+        assert not bool((leaves_win & ~every_move_leaves).any()), depth
 
 
 def test_random_bot_plays_uniform_legal_columns():
