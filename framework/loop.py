@@ -24,6 +24,7 @@ from incentive.metrics import MetricsFile, equality
 from incentive.plugin_manager import Hooks
 from incentive.ppo import PPO, Batch, compute_gae
 from incentive.recipe import EnvSpec, Recipe, closest, format_validation_error
+from incentive.tasks import TaskState
 from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout, RunContext, StepBatch
 
 __all__ = ["Training", "check_objectives", "make_env", "standard_metric_names"]
@@ -129,6 +130,7 @@ class Training:
             agents=self.agents,
             num_envs=self.env.num_envs,
             generator=torch.Generator().manual_seed(recipe.seed + 1),
+            tasks=TaskState.for_run(recipe, pm, self.env),
         )
         self.metrics_file = MetricsFile(self.run_dir / METRICS)
         self.perf_file = MetricsFile(self.run_dir / PERF)
@@ -182,10 +184,7 @@ class Training:
         # tasks and seats
         plugin, task = self.hooks.first("incentive_next_task", run=self.context, iteration=iteration)
         if task is not None:
-            try:
-                self.env.set_task(task)
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise PluginError(plugin, "incentive_next_task", str(exc)) from exc
+            self._set_task(plugin, task)
         plugin, assignment = self.hooks.first(
             "incentive_pick_opponents", run=self.context, iteration=iteration
         )
@@ -331,6 +330,15 @@ class Training:
             self.ts = nxt
         return buf
 
+    def _set_task(self, plugin: str, task: dict[str, torch.Tensor]) -> None:
+        at_start = self.context.global_step == 0  # every instance is at an episode boundary
+        try:
+            self.context.tasks.set(task, at_boundary=at_start)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise PluginError(plugin, "incentive_next_task", str(exc)) from exc
+        if at_start:
+            self.ts = self.env.reset(seed=self.recipe.seed)  # the first episodes already run the task
+
     def _opponent_actions(self, actions: torch.Tensor) -> torch.Tensor:
         for index, policy in enumerate(self.policies):
             seats = self.seats == index
@@ -403,6 +411,7 @@ class Training:
         for value in ep["info"].values():
             value *= keep
         self.seats = torch.where(done[:, None], self.next_seats, self.seats)
+        self.context.tasks.advance(done)
 
     def _assign(self, plugin: str, assignment: OpponentAssignment) -> None:
         shape = (self.env.num_envs, len(self.agents))
@@ -478,6 +487,7 @@ class Training:
                 "seats": self.seats,
                 "next_seats": self.next_seats,
                 "episode": self.episode,
+                "tasks": self.context.tasks.state_dict(),
                 "plugins": plugin_states,
             },
         )
@@ -493,6 +503,7 @@ class Training:
         self.seats = state["seats"]
         self.next_seats = state["next_seats"]
         self.episode = state["episode"]
+        self.context.tasks.load_state_dict(state["tasks"])
         for plugin, plugin_state in state["plugins"].items():
             self.hooks.call_plugin(plugin, "incentive_load_state_dict", run=self.context, state=plugin_state)
         self.metrics_file.truncate(state["metrics_lines"])
