@@ -46,6 +46,10 @@ Helpers for curricula (all vectorised, no loop over instances):
   and iteration, because tasks are set once per iteration).
 - `episode_returns(reward, done, carried)`: the return of every episode that
   ended in a rollout, including the part played in earlier rollouts.
+- `candidate_tasks(tasks, env, candidates)`: the N tasks a sampling
+  curriculum (PLR, learning progress) chooses among, as key -> [N] values:
+  the env's training levels by default, or an explicit list of values per
+  key (say, opponent ids or values of `incentives.0.params.s`).
 """
 
 from __future__ import annotations
@@ -56,7 +60,15 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-__all__ = ["OPPONENT", "TaskState", "episode_returns", "instance_param", "resolve_param", "step_values"]
+__all__ = [
+    "OPPONENT",
+    "TaskState",
+    "candidate_tasks",
+    "episode_returns",
+    "instance_param",
+    "resolve_param",
+    "step_values",
+]
 
 OPPONENT = "opponent"
 """Task key of the per-instance opponent choice (read by opponent samplers)."""
@@ -300,9 +312,10 @@ def step_values(start: torch.Tensor, pending: torch.Tensor, done: torch.Tensor) 
     Args:
         start: [E] values the instances ran when the rollout began.
         pending: [E] values pending for their next reset.
-        done: [T, E] bool episode ends.
+        done: [T, E] episode ends (bool, or 0/1 as the loop's rollout holds them).
 
     """
+    done = done.bool()
     ended_before = (done.long().cumsum(0) - done.long()) > 0  # an earlier step ended an episode
     return torch.where(ended_before, pending[None], start[None])
 
@@ -323,7 +336,7 @@ def episode_returns(
         return, 0 elsewhere; carried [E]: the unfinished returns at the end).
 
     """
-    reward = reward.to(carried.dtype)
+    reward, done = reward.to(carried.dtype), done.bool()
     total = carried[None] + reward.cumsum(0)  # return since the start of the carried episode
     steps = torch.arange(done.shape[0])[:, None].expand_as(done)
     last_end = torch.where(done, steps, torch.full_like(steps, -1)).cummax(0).values  # at or before t
@@ -338,3 +351,42 @@ def episode_returns(
         final_end >= 0, total.gather(0, final_end.clamp(min=0)[None])[0], torch.zeros_like(carried)
     )
     return returns, carried_out
+
+
+def candidate_tasks(
+    tasks: TaskState | None, env: Any, candidates: dict[str, list[float]] | None
+) -> dict[str, torch.Tensor]:
+    """The N tasks a sampling curriculum chooses among: key -> [N] values (candidate n is column n).
+
+    Args:
+        tasks: the run's task state (checks the keys), or None.
+        env: the run's env (its `train_levels` are the default candidates).
+        candidates: key -> list of N values, or None for the env's training levels.
+
+    Raises:
+        ValueError: no candidates, lists of different lengths, a key that
+            cannot be set per instance, or an env without levels.
+
+    """
+    if candidates is None:
+        levels = getattr(env, "train_levels", None)
+        if levels is None:
+            raise ValueError(
+                f"the env {type(env).__name__} has no procedural levels (no train_levels); "
+                "give the candidate tasks explicitly in 'candidates'"
+            )
+        return {"level": levels.clone()}
+    if not candidates:
+        raise ValueError("'candidates' is empty: give at least one key with a list of values")
+    lengths = {key: len(values) for key, values in candidates.items()}
+    if len(set(lengths.values())) != 1 or 0 in lengths.values():
+        raise ValueError(f"'candidates' lists must be non-empty and of one length, got {lengths}")
+    table = {}
+    for key, values in candidates.items():
+        if tasks is not None:
+            kind = tasks.check_key(key)
+        else:
+            kind = "plugin" if key.split(".")[0] in PLUGIN_LISTS else "env"
+        dtype = torch.float64 if kind == "plugin" else None
+        table[key] = torch.tensor(values, dtype=dtype)
+    return table
