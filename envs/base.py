@@ -111,6 +111,8 @@ class BatchedEnv:
     train_levels: torch.Tensor | None = None
     #: Held-out level ids for evaluation only, never trained on; else None.
     test_levels: torch.Tensor | None = None
+    #: Whether `set_task` accepts test levels: set only on the evaluator's own copy of the env.
+    allow_test_levels: bool = False
 
     possible_agents: list[str]
     observation_spaces: dict[str, gymnasium.spaces.Box]

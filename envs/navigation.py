@@ -174,7 +174,8 @@ class Navigation(BatchedEnv):
                 raise ValueError(
                     f"task 'level': level ids must lie in 0..{MAX_LEVEL}, got {level.tolist()[:8]}"
                 )
-            if self.test_levels is not None and bool(torch.isin(level, self.test_levels).any()):
+            held_out = self.test_levels is not None and not self.allow_test_levels
+            if held_out and bool(torch.isin(level, self.test_levels).any()):
                 bad = int(level[torch.isin(level, self.test_levels)][0])
                 raise ValueError(
                     f"task 'level': level {bad} is a held-out test level (env.params.levels.test)"

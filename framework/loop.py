@@ -20,6 +20,7 @@ from incentive.checkpoint import load_checkpoint, save_checkpoint
 from incentive.envs.base import BatchedEnv, TimeStep
 from incentive.envs.registry import available_envs, load_env_class
 from incentive.errors import IncentiveError, PluginError, RecipeError
+from incentive.evaluation import Evaluator
 from incentive.metrics import MetricsFile, equality
 from incentive.plugin_manager import Hooks
 from incentive.ppo import PPO, Batch, compute_gae
@@ -78,7 +79,10 @@ def check_objectives(recipe: Recipe, env: BatchedEnv, pm: pluggy.PluginManager) 
 def standard_metric_names(env: BatchedEnv) -> list[str]:
     """Designer metrics every run reports (without the `designer/` prefix)."""
     per_agent = [f"return/{agent}" for agent in env.possible_agents]
-    return ["collective_return", "equality", *per_agent, *env.metric_names]
+    names = ["collective_return", "equality", *per_agent, *env.metric_names]
+    if getattr(env, "test_levels", None) is not None:  # reported when `evaluate.every` > 0
+        names += [f"test/{name}" for name in names]
+    return names
 
 
 def _plugin_metrics(plugin: str, extra: Any) -> dict[str, float]:
@@ -132,6 +136,7 @@ class Training:
             generator=torch.Generator().manual_seed(recipe.seed + 1),
             tasks=TaskState.for_run(recipe, pm, self.env),
         )
+        self.evaluator = Evaluator.for_run(recipe, self.env, self.agents)
         self.metrics_file = MetricsFile(self.run_dir / METRICS)
         self.perf_file = MetricsFile(self.run_dir / PERF)
         e, a = self.env.num_envs, len(self.agents)
@@ -238,6 +243,7 @@ class Training:
         # report
         finished = self._finished_episodes(buffers["finished"])
         metrics = self._metrics(iteration, finished, losses)
+        metrics.update(self.evaluator.metrics(self.learner, iteration))  # held-out test levels, when due
         for plugin, extra in self.hooks.call("incentive_collect_metrics", run=self.context, rollout=rollout):
             metrics.update(_plugin_metrics(plugin, extra))
         self.metrics_file.append(metrics)
