@@ -37,9 +37,13 @@ def parse_levels(spec: LevelSpec, *, field: str) -> torch.Tensor:
             ) from None
         if last < first:
             raise ValueError(f"{field}: range {spec!r} is empty (last below first)")
-        ids = torch.arange(first, last + 1, dtype=torch.long) if last - first < 10_000_000 else None
-        if ids is None:
+        if first < 0 or last > MAX_LEVEL:
+            raise ValueError(
+                f"{field}: level ids must lie in 0..{MAX_LEVEL} (the generator's bounds), got {spec!r}"
+            )
+        if last - first >= 10_000_000:
             raise ValueError(f"{field}: range {spec!r} holds more than 10,000,000 levels")
+        ids = torch.arange(first, last + 1, dtype=torch.long)
     else:
         if not spec:
             raise ValueError(f"{field}: the list of levels is empty")
