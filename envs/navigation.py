@@ -29,7 +29,8 @@ pass). `env.params.levels` holds the training levels (`train`) and the
 held-out test levels (`test`, for evaluation only; overlap is an error).
 
 Tasks (per instance, adopted at its next reset): `level` (a level id; a test
-level is refused) and `size` (n, or 0 for the level's own size). Without a
+level is refused) and `size` (n, or 0 for the level's own size; fractional
+sizes, as a linear schedule hands out, are rounded to the nearest). Without a
 task, each reset draws a training level uniformly from the instance's own
 random stream (one draw per step, used where an episode ends, so instance e
 of a batch behaves exactly as a lone instance seeded with seed + e).
@@ -182,20 +183,24 @@ class Navigation(BatchedEnv):
                 )
             self.next_level = level.clone()
         if "size" in task:
-            size = self._integers(task["size"], "size")
-            if bool(((size < p.min_size) | (size > p.max_size)).any()):
+            size = self._integers(task["size"], "size", rounded=True)  # a schedule may interpolate it
+            if bool(((size != 0) & ((size < p.min_size) | (size > p.max_size))).any()):
                 raise ValueError(
                     f"task 'size': sizes must lie in {p.min_size}..{p.max_size} (min_size..max_size), "
+                    "or be 0 (each level's own size), "
                     f"got {sorted(set(size.tolist()))[:8]}"
                 )
             self.next_size = size.clone()
 
     @staticmethod
-    def _integers(value: torch.Tensor, key: str) -> torch.Tensor:
+    def _integers(value: torch.Tensor, key: str, *, rounded: bool = False) -> torch.Tensor:
+        """Whole numbers [E] long; floats must be whole unless `rounded` (then rounded half to even)."""
         if value.dim() != 1:
             raise ValueError(f"task {key!r}: expected shape (E,), got {tuple(value.shape)}")
         if value.is_floating_point():
-            if not bool((value == value.round()).all()):
+            if rounded:
+                value = value.round()
+            elif not bool((value == value.round()).all()):
                 raise ValueError(f"task {key!r}: expected whole numbers, got {value.tolist()[:8]}")
         return value.long()
 

@@ -70,6 +70,19 @@ def test_the_task_size_overrides_the_level_size():
     assert ((~layouts.walls).any(2).sum(1) == 6).all()
 
 
+def test_a_size_task_is_rounded_and_zero_means_the_level_size():
+    env = make(3, max_steps=1)
+    env.reset(seed=0)
+    env.set_task({"level": torch.tensor([4, 4, 4]), "size": torch.tensor([6.4, 0.0, 8.5])})
+    env.step(torch.zeros(3, 2, dtype=torch.long))
+    own = int(
+        (~generate_layouts(torch.tensor([4]), torch.zeros(1, dtype=torch.long), env.params).walls[0])
+        .any(1)
+        .sum()
+    )
+    assert (~env.walls).any(2).sum(1).tolist() == [6, own, 8]
+
+
 def test_success_pays_every_agent_and_ends_the_episode():
     env = make(1, num_agents=2)
     env.reset(seed=0)
