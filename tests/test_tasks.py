@@ -7,10 +7,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from incentive import hookimpl
 from incentive.plugins.inequity_aversion import InequityAversion
 from incentive.plugins.payments import Payments
 from incentive.plugins.reward_sharing import RewardSharing
 from incentive.plugins.social_value_orientation import SocialValueOrientation
+from incentive.recipe import load_recipe
+from incentive.runner import start_run
 from incentive.tasks import TaskState, episode_returns, instance_param, step_values
 
 E, A = 6, 3
@@ -180,3 +183,30 @@ def test_episode_returns_by_hand():
     returns, carried = episode_returns(reward[:3], done[:3], torch.tensor([10.0, 0.5]))
     assert returns[1].tolist() == [14.0, 0.0]
     assert carried.tolist() == [5.0, 3.5]
+
+
+class HalfSharing:
+    """A curriculum holding half the instances at s = 1 and half at s = 0; records the rollouts."""
+
+    def __init__(self) -> None:
+        self.rollouts = []
+
+    @hookimpl
+    def incentive_next_task(self, run):
+        half = run.num_envs // 2
+        return {"incentives.0.params.s": torch.tensor([1.0] * half + [0.0] * half)}
+
+    @hookimpl
+    def incentive_update_curriculum(self, rollout):
+        self.rollouts.append(rollout)
+
+
+def test_through_the_loop_each_instance_is_shaped_with_its_own_s(write_recipe):
+    recipe = load_recipe(write_recipe(incentives=[{"plugin": "reward_sharing", "params": {"s": 0.5}}]))
+    probe = HalfSharing()
+    start_run(recipe, run_id="half", extra_plugins=[("half", probe)])
+    for rollout in probe.rollouts:
+        r = rollout.reward
+        # s = 1 (instances 0-3): u_i = r_i + r_j; s = 0 (instances 4-7): u_i = r_i, from the first step on
+        assert torch.equal(rollout.incentive[:, :4], r[:, :4] + r[:, :4].flip(-1))
+        assert torch.equal(rollout.incentive[:, 4:], r[:, 4:])
