@@ -61,13 +61,26 @@ class Evaluator:
 
     @classmethod
     def for_run(cls, recipe: Any, env: BatchedEnv, agents: list[str]) -> Evaluator:
-        """The run's evaluator, or a RecipeError if evaluation is asked of an env without test levels."""
+        """The run's evaluator.
+
+        Raises:
+            RecipeError: evaluation asked of an env without test levels, or a
+                `test/...` objective with evaluation off.
+
+        """
         spec = recipe.evaluate
         if spec.every > 0 and getattr(env, "test_levels", None) is None:
             raise RecipeError(
                 f"{recipe.source}: field 'evaluate.every': env {recipe.env.id!r} has no held-out test "
                 "levels to evaluate on (set env.params.levels.test, e.g. '10000-10099', or evaluate.every: 0)"
             )
+        for index, objective in enumerate(recipe.objectives):
+            if objective.metric.removeprefix("designer/").startswith("test/") and spec.every == 0:
+                where = "objective" if not isinstance(recipe.objective, list) else f"objective.{index}"
+                raise RecipeError(
+                    f"{recipe.source}: field '{where}.metric': {objective.metric!r} comes from evaluation "
+                    "on the held-out test levels, which is off: set evaluate.every (e.g. 5)"
+                )
         return cls(
             env,
             agents=agents,

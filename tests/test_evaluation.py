@@ -118,3 +118,9 @@ def test_evaluating_an_env_without_test_levels_is_an_error(write_recipe):
         RecipeError, match=r"field 'evaluate.every': env 'prisoners_dilemma' has no held-out test"
     ):
         start_run(recipe, run_id="bad")
+
+
+def test_a_test_objective_needs_evaluation(write_recipe):
+    recipe = load_recipe(write_recipe(env=NAV, objective={"metric": "test/success"}, incentives=[]))
+    with pytest.raises(RecipeError, match=r"field 'objective.metric': 'test/success' comes from evaluation"):
+        start_run(recipe, run_id="off")
