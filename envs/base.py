@@ -27,7 +27,9 @@ Design points the rest of the framework relies on:
 - Turn-based games: `acting` says who moves; `action_mask` marks legal moves.
 - Curriculum: `set_task(task)` hands each of the E instances its own task
   parameters (a dict of tensors with leading dimension E); an instance adopts
-  its new task at its next reset, never mid-episode.
+  its new task at its next reset, never mid-episode. Envs with procedural
+  levels accept the task key `level` and list `train_levels` and
+  `test_levels` (held out, for evaluation only).
 - Designer metrics: `info` holds per-step counters; the loop sums them over
   each episode and `episode_metrics` turns a batch of episode totals into the
   env's designer metrics (a ratio of sums, not a mean of per-step ratios).
@@ -105,6 +107,12 @@ class BatchedEnv:
     task_keys: ClassVar[tuple[str, ...]] = ()
     #: Attribute names of tensors that make up the env's state, for checkpoints.
     state_keys: ClassVar[tuple[str, ...]] = ()
+    #: Level ids to train on ([N] long), for envs with procedural levels (task key `level`); else None.
+    train_levels: torch.Tensor | None = None
+    #: Held-out level ids for evaluation only, never trained on; else None.
+    test_levels: torch.Tensor | None = None
+    #: Whether `set_task` accepts test levels: set only on the evaluator's own copy of the env.
+    allow_test_levels: bool = False
 
     possible_agents: list[str]
     observation_spaces: dict[str, gymnasium.spaces.Box]

@@ -171,15 +171,20 @@ def incentive_next_task(run: RunContext, iteration: int) -> dict[str, torch.Tens
         iteration: 1-based number of the coming iteration.
 
     Returns:
-        task parameter -> tensor with leading dimension E (keys among the
-        env's `task_keys`), or None to keep the current tasks. First non-None
+        task key -> tensor with leading dimension E, or None to keep the
+        current tasks. Keys are the env's `task_keys` (e.g. `level`),
+        plugin parameters by recipe path (`incentives.0.params.s`, [E]
+        numbers; the plugin must list the field in its `task_params`), or
+        `opponent` ([E] ids for opponent samplers); see `incentive.tasks`.
+        A bad key or shape is reported naming the key. First non-None
         result wins.
 
     Example::
 
         @hookimpl
         def incentive_next_task(self, run):
-            return {"payoffs": self.sample_tables(run.num_envs)}
+            s = torch.tensor([1.0, 0.0]).repeat_interleave(run.num_envs // 2)
+            return {"level": self.sample_levels(run.num_envs), "incentives.0.params.s": s}
 
     """
 

@@ -20,10 +20,12 @@ from incentive.checkpoint import load_checkpoint, save_checkpoint
 from incentive.envs.base import BatchedEnv, TimeStep
 from incentive.envs.registry import available_envs, load_env_class
 from incentive.errors import IncentiveError, PluginError, RecipeError, StopRun
+from incentive.evaluation import Evaluator
 from incentive.metrics import MetricsFile, equality
 from incentive.plugin_manager import Hooks
 from incentive.ppo import PPO, Batch, compute_gae
 from incentive.recipe import EnvSpec, Recipe, closest, format_validation_error
+from incentive.tasks import TaskState
 from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout, RunContext, StepBatch
 
 __all__ = ["Training", "check_objectives", "make_env", "standard_metric_names"]
@@ -77,7 +79,10 @@ def check_objectives(recipe: Recipe, env: BatchedEnv, pm: pluggy.PluginManager) 
 def standard_metric_names(env: BatchedEnv) -> list[str]:
     """Designer metrics every run reports (without the `designer/` prefix)."""
     per_agent = [f"return/{agent}" for agent in env.possible_agents]
-    return ["collective_return", "equality", *per_agent, *env.metric_names]
+    names = ["collective_return", "equality", *per_agent, *env.metric_names]
+    if getattr(env, "test_levels", None) is not None:  # reported when `evaluate.every` > 0
+        names += [f"test/{name}" for name in names]
+    return names
 
 
 def _plugin_metrics(plugin: str, extra: Any) -> dict[str, float]:
@@ -129,7 +134,9 @@ class Training:
             agents=self.agents,
             num_envs=self.env.num_envs,
             generator=torch.Generator().manual_seed(recipe.seed + 1),
+            tasks=TaskState.for_run(recipe, pm, self.env),
         )
+        self.evaluator = Evaluator.for_run(recipe, self.env, self.agents)
         self.metrics_file = MetricsFile(self.run_dir / METRICS)
         self.perf_file = MetricsFile(self.run_dir / PERF)
         e, a = self.env.num_envs, len(self.agents)
@@ -187,10 +194,7 @@ class Training:
         # tasks and seats
         plugin, task = self.hooks.first("incentive_next_task", run=self.context, iteration=iteration)
         if task is not None:
-            try:
-                self.env.set_task(task)
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise PluginError(plugin, "incentive_next_task", str(exc)) from exc
+            self._set_task(plugin, task)
         plugin, assignment = self.hooks.first(
             "incentive_pick_opponents", run=self.context, iteration=iteration
         )
@@ -244,6 +248,7 @@ class Training:
         # report
         finished = self._finished_episodes(buffers["finished"])
         metrics = self._metrics(iteration, finished, losses)
+        metrics.update(self.evaluator.metrics(self.learner, iteration))  # held-out test levels, when due
         for plugin, extra in self.hooks.call("incentive_collect_metrics", run=self.context, rollout=rollout):
             metrics.update(_plugin_metrics(plugin, extra))
         self.metrics_file.append(metrics)
@@ -336,6 +341,15 @@ class Training:
             self.ts = nxt
         return buf
 
+    def _set_task(self, plugin: str, task: dict[str, torch.Tensor]) -> None:
+        at_start = self.context.global_step == 0  # every instance is at an episode boundary
+        try:
+            self.context.tasks.set(task, at_boundary=at_start)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise PluginError(plugin, "incentive_next_task", str(exc)) from exc
+        if at_start:
+            self.ts = self.env.reset(seed=self.recipe.seed)  # the first episodes already run the task
+
     def _opponent_actions(self, actions: torch.Tensor) -> torch.Tensor:
         for index, policy in enumerate(self.policies):
             seats = self.seats == index
@@ -408,6 +422,7 @@ class Training:
         for value in ep["info"].values():
             value *= keep
         self.seats = torch.where(done[:, None], self.next_seats, self.seats)
+        self.context.tasks.advance(done)
 
     def _assign(self, plugin: str, assignment: OpponentAssignment) -> None:
         shape = (self.env.num_envs, len(self.agents))
@@ -483,6 +498,7 @@ class Training:
                 "seats": self.seats,
                 "next_seats": self.next_seats,
                 "episode": self.episode,
+                "tasks": self.context.tasks.state_dict(),
                 "plugins": plugin_states,
             },
         )
@@ -498,6 +514,7 @@ class Training:
         self.seats = state["seats"]
         self.next_seats = state["next_seats"]
         self.episode = state["episode"]
+        self.context.tasks.load_state_dict(state["tasks"])
         for plugin, plugin_state in state["plugins"].items():
             self.hooks.call_plugin(plugin, "incentive_load_state_dict", run=self.context, state=plugin_state)
         self.metrics_file.truncate(state["metrics_lines"])

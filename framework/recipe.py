@@ -34,6 +34,7 @@ __all__ = [
     "Constraint",
     "CurriculumSpec",
     "EnvSpec",
+    "EvaluateSpec",
     "LearnerSpec",
     "LogSpec",
     "Objective",
@@ -256,6 +257,18 @@ class TrainSpec(Strict):
     )
 
 
+class EvaluateSpec(Strict):
+    """Periodic evaluation on the env's held-out test levels (`designer/test/...`, no training data)."""
+
+    every: int = Field(
+        0, ge=0, description="Iterations between evaluations on the held-out test levels (0: never)."
+    )
+    policy: Literal["greedy", "sampled"] = Field(
+        "greedy", description="Act by the most likely action, or sample from the policy."
+    )
+    num_envs: int = Field(256, ge=1, description="Test levels played at once.")
+
+
 class WandbSpec(Strict):
     """Weights & Biases logging; offline by default, no key or network needed."""
 
@@ -365,6 +378,9 @@ class Recipe(Strict):
         description="The designer's objective (several for multi-objective search).",
     )
     train: TrainSpec = Field(default_factory=TrainSpec, description="Training budget.")
+    evaluate: EvaluateSpec = Field(
+        default_factory=EvaluateSpec, description="Evaluation on held-out test levels."
+    )
     log: LogSpec = Field(default_factory=LogSpec, description="Logging.")
     search: SearchSpec | None = Field(None, description="Search settings for `incentive search`.")
     _source: str = PrivateAttr("recipe")

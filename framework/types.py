@@ -11,6 +11,7 @@ import torch
 if TYPE_CHECKING:
     from incentive.envs.base import BatchedEnv
     from incentive.recipe import Recipe
+    from incentive.tasks import TaskState
 
 __all__ = ["LEARNER", "EpisodeResults", "OpponentAssignment", "Policy", "Rollout", "RunContext", "StepBatch"]
 
@@ -32,6 +33,8 @@ class RunContext:
             (seeded from the recipe, saved with checkpoints).
         iteration: iterations completed so far.
         global_step: env steps so far (each batched step counts E).
+        tasks: the per-instance task state (`incentive.tasks.TaskState`):
+            plugins read their per-instance parameters through it.
 
     """
 
@@ -43,6 +46,7 @@ class RunContext:
     generator: torch.Generator
     iteration: int = 0
     global_step: int = 0
+    tasks: TaskState | None = None
 
 
 @dataclass(frozen=True)

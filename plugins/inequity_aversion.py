@@ -37,6 +37,10 @@ Parameters:
   gamma * lam. Hughes et al. use lambda of about 0.95-0.975 and gamma 0.99.
   These are the paper's own constants, independent of the learner's gamma.
 
+Per-instance values: `alpha` and `beta` may vary by env instance (curriculum
+tasks `incentives.<i>.params.alpha`/`beta`, adopted at each instance's next
+reset); the terms stay one batched call.
+
 Needs at least two agents.
 """
 
@@ -49,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incentive import hookimpl
 from incentive.shaping import smooth_rewards
+from incentive.tasks import instance_param
 
 __all__ = ["InequityAversion"]
 
@@ -73,6 +78,7 @@ class InequityAversion:
     """Adds envy and guilt penalties on smoothed rewards to every agent's incentive."""
 
     name = "inequity_aversion"
+    task_params = ("alpha", "beta")
 
     class Params(BaseModel):
         """Parameters of inequity aversion."""
@@ -86,6 +92,7 @@ class InequityAversion:
     def __init__(self, params: Params) -> None:
         self.params = params
         self.smoothed: torch.Tensor | None = None
+        self.tasks = None
 
     @hookimpl
     def incentive_setup(self, run) -> None:
@@ -99,6 +106,7 @@ class InequityAversion:
         if agents < 2:
             raise ValueError(f"inequity aversion needs at least two agents, the env has {agents}")
         self.smoothed = torch.zeros(run.num_envs, agents)
+        self.tasks = getattr(run, "tasks", None)
 
     @hookimpl
     def incentive_shape_reward(self, step) -> dict[str, torch.Tensor]:
@@ -108,9 +116,12 @@ class InequityAversion:
             raise RuntimeError("inequity_aversion: incentive_setup was not called")
         e, self.smoothed = smooth_rewards(self.smoothed, step.reward, step.done, decay=p.gamma * p.lam)
         behind, ahead = pairwise_gaps(e)
-        others = e.shape[1] - 1
-        terms = {"envy": -p.alpha / others * behind, "guilt": -p.beta / others * ahead}
-        return terms
+        envs, others = e.shape[0], e.shape[1] - 1
+        alpha = instance_param(self.tasks, self, "alpha", num_envs=envs)
+        beta = instance_param(self.tasks, self, "beta", num_envs=envs)
+        envy = (-alpha / others).to(e.dtype)[:, None] * behind
+        guilt = (-beta / others).to(e.dtype)[:, None] * ahead
+        return {"envy": envy, "guilt": guilt}
 
     @hookimpl
     def incentive_state_dict(self) -> dict[str, Any]:

@@ -78,6 +78,10 @@ needs the counter `<info>_<agent>` for every agent in the env's `info_keys`;
 an `action` must exist in every agent's action space; two agents at least.
 Transfers apply to every seat, whoever plays it (learner or opponent). The
 plugin keeps no state between steps.
+
+Per-instance values: each contract's `amount` may vary by env instance (a
+curriculum task `incentives.<i>.params.contracts.<k>.amount`, adopted at
+each instance's next reset); the transfers stay one batched call.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from incentive import hookimpl
+from incentive.tasks import instance_param
 
 __all__ = ["Condition", "Contract", "Payments", "transfers"]
 
@@ -149,14 +154,14 @@ class Contract(BaseModel):
 
 
 def transfers(
-    units: torch.Tensor, payers: torch.Tensor, *, amount: float, amount_per: str
+    units: torch.Tensor, payers: torch.Tensor, *, amount: float | torch.Tensor, amount_per: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The zero-sum transfers of one contract on one step.
 
     Args:
         units: [E, A] payee units u (>= 0).
         payers: [E, A] bool, p.
-        amount: T.
+        amount: T, a number or an [E, 1] tensor (one T per instance).
         amount_per: "payee_unit" or "payer" (formulas in the module docstring).
 
     Returns:
@@ -185,6 +190,7 @@ class Payments:
     """Zero-sum side payments between agents under fixed contracts."""
 
     name = "payments"
+    task_params = ("contracts.*.amount",)
 
     class Params(BaseModel):
         """Parameters: the list of contracts."""
@@ -205,6 +211,7 @@ class Payments:
     def __init__(self, params: Params) -> None:
         self.params = params
         self.agents: list[str] | None = None
+        self.tasks = None
 
     @hookimpl
     def incentive_setup(self, run) -> None:
@@ -249,6 +256,7 @@ class Payments:
                                 f"action of {agent}, which has actions 0..{n - 1}"
                             )
         self.agents = agents
+        self.tasks = getattr(run, "tasks", None)
 
     @hookimpl
     def incentive_shape_reward(self, step) -> dict[str, torch.Tensor]:
@@ -256,13 +264,17 @@ class Payments:
         if self.agents is None:
             raise RuntimeError("payments: incentive_setup was not called")
         terms: dict[str, torch.Tensor] = {}
-        for contract in self.params.contracts:
+        envs = step.reward.shape[0]
+        for index, contract in enumerate(self.params.contracts):
+            amount = instance_param(self.tasks, self, f"contracts.{index}.amount", num_envs=envs)
             units = contract.payee.units(step, self.agents)
             if contract.payer == "others":
                 payers = units <= 0
             else:
                 payers = contract.payer.units(step, self.agents) > 0
-            received, paid = transfers(units, payers, amount=contract.amount, amount_per=contract.amount_per)
+            received, paid = transfers(
+                units, payers, amount=amount.to(units.dtype)[:, None], amount_per=contract.amount_per
+            )
             terms[f"{contract.name}/received"] = received
             terms[f"{contract.name}/paid"] = paid
         return terms

@@ -13,6 +13,10 @@ Three forms, one of which a recipe picks:
 The plugin adds one term, `shared` = u - r, so the logs show how much of each
 agent's incentive came from the others. With s = 1 and mean over two agents,
 each agent maximises the sum of both rewards.
+
+Per-instance values: `s` and `team_spirit` may vary by env instance (a
+curriculum task such as `incentives.0.params.s`, adopted at each instance's
+next reset), so half the instances can run s = 1 and half s = 0 in one call.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from incentive import hookimpl
+from incentive.tasks import instance_param
 
 __all__ = ["RewardSharing"]
 
@@ -31,6 +36,7 @@ class RewardSharing:
     """Adds a share of the other agents' extrinsic rewards to each agent's incentive."""
 
     name = "reward_sharing"
+    task_params = ("s", "team_spirit")
 
     class Params(BaseModel):
         """Parameters: give `s`, or `team_spirit`, or `matrix`."""
@@ -59,6 +65,7 @@ class RewardSharing:
     def __init__(self, params: Params) -> None:
         self.params = params
         self.matrix = None if params.matrix is None else torch.tensor(params.matrix, dtype=torch.float32)
+        self.tasks = None
 
     @hookimpl
     def incentive_setup(self, run) -> None:
@@ -70,6 +77,7 @@ class RewardSharing:
             )
         if agents < 2 and self.matrix is None:
             raise ValueError("reward sharing needs at least two agents")
+        self.tasks = getattr(run, "tasks", None)
 
     @hookimpl
     def incentive_shape_reward(self, step) -> dict[str, torch.Tensor]:
@@ -78,11 +86,13 @@ class RewardSharing:
         p = self.params
         if self.matrix is not None:
             return {"shared": r @ self.matrix.T - r}
-        agents = r.shape[1]
+        envs, agents = r.shape
         others = r.sum(1, keepdim=True) - r
         if p.team_spirit is not None:
             mean_all = r.mean(1, keepdim=True)
-            return {"shared": p.team_spirit * (mean_all - r)}
+            tau = instance_param(self.tasks, self, "team_spirit", num_envs=envs).to(r.dtype)
+            return {"shared": tau[:, None] * (mean_all - r)}
         if p.aggregate == "mean":
             others = others / (agents - 1)
-        return {"shared": p.s * others}
+        s = instance_param(self.tasks, self, "s", num_envs=envs).to(r.dtype)
+        return {"shared": s[:, None] * others}

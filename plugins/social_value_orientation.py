@@ -45,6 +45,10 @@ Parameters:
 - `gamma` (default 0.99) and `lam` (default 0.975): smoothing factor gamma * lam,
   as in inequity aversion (Hughes et al., 2018), which McKee et al. build on.
 
+Per-instance values: `w` and (when it is one angle for everyone)
+`angle_degrees` may vary by env instance (curriculum tasks
+`incentives.<i>.params.w`, adopted at each instance's next reset).
+
 Needs at least two agents.
 """
 
@@ -58,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incentive import hookimpl
 from incentive.shaping import smooth_rewards
+from incentive.tasks import instance_param
 
 __all__ = ["SocialValueOrientation", "reward_angle"]
 
@@ -83,6 +88,7 @@ class SocialValueOrientation:
     """Penalises each agent for the gap between its target SVO angle and the reward angle."""
 
     name = "social_value_orientation"
+    task_params = ("w", "angle_degrees")
 
     class Params(BaseModel):
         """Parameters of social value orientation."""
@@ -100,6 +106,7 @@ class SocialValueOrientation:
         self.params = params
         self.smoothed: torch.Tensor | None = None
         self.target: torch.Tensor | None = None
+        self.tasks = None
 
     @hookimpl
     def incentive_setup(self, run) -> None:
@@ -124,6 +131,7 @@ class SocialValueOrientation:
             angles = [angles] * agents
         self.target = torch.tensor([math.radians(a) for a in angles])
         self.smoothed = torch.zeros(run.num_envs, agents)
+        self.tasks = getattr(run, "tasks", None)
 
     @hookimpl
     def incentive_shape_reward(self, step) -> dict[str, torch.Tensor]:
@@ -132,7 +140,13 @@ class SocialValueOrientation:
         if self.smoothed is None:
             raise RuntimeError("social_value_orientation: incentive_setup was not called")
         e, self.smoothed = smooth_rewards(self.smoothed, step.reward, step.done, decay=p.gamma * p.lam)
-        svo = -p.w * (self.target - reward_angle(e)).abs()
+        envs = e.shape[0]
+        target = self.target
+        if self.tasks is not None and self.tasks.plugin_value(self, "angle_degrees") is not None:
+            degrees = instance_param(self.tasks, self, "angle_degrees", num_envs=envs)
+            target = (degrees * (math.pi / 180.0)).to(e.dtype)[:, None]
+        w = instance_param(self.tasks, self, "w", num_envs=envs).to(e.dtype)[:, None]
+        svo = -w * (target - reward_angle(e)).abs()
         return {"svo": svo}
 
     @hookimpl

@@ -268,7 +268,7 @@ def test_opponent_seats_play_the_bot_and_do_not_train(write_recipe):
 
 
 class PayoffCurriculum:
-    """Gives instance e the prisoner's dilemma scaled by (e + 1)."""
+    """Gives instance e the prisoner's dilemma scaled by (e + 1), and by 10 (e + 1) from iteration 2."""
 
     def __init__(self) -> None:
         self.rewards: list[torch.Tensor] = []
@@ -276,7 +276,7 @@ class PayoffCurriculum:
     @hookimpl
     def incentive_next_task(self, run, iteration):
         base = torch.tensor([[[-1.0, -1.0], [-3.0, 0.0]], [[0.0, -3.0], [-2.0, -2.0]]])
-        scale = torch.arange(1, run.num_envs + 1, dtype=torch.float32)
+        scale = torch.arange(1, run.num_envs + 1, dtype=torch.float32) * (1 if iteration == 1 else 10)
         return {"payoffs": base * scale[:, None, None, None]}
 
     @hookimpl
@@ -288,11 +288,11 @@ def test_curriculum_tasks_reach_each_instance_at_its_next_reset(write_recipe):
     recipe = load_recipe(write_recipe())
     curriculum = PayoffCurriculum()
     start_run(recipe, run_id="tasks", extra_plugins=[("curriculum", curriculum)])
-    # the task is set before the first rollout, when every instance has just been reset by the
-    # loop's initial reset with the default payoffs: it applies from the first episode end on.
-    first_episode = torch.stack(curriculum.rewards[:5])
-    assert first_episode.min() >= -3 and first_episode.max() <= 0
-    later = torch.stack(curriculum.rewards[5:])
+    rewards = torch.stack(curriculum.rewards)  # [48 steps, 8 envs, 2]
+    # the run starts at an episode boundary: the first task applies from the first step; the
+    # second, set at step 16 in the middle of the episode that began at step 15, from step 20
     for e in range(8):
-        observed = set(later[:, e].flatten().tolist())
-        assert observed <= {-1.0 * (e + 1), -3.0 * (e + 1), 0.0, -2.0 * (e + 1)}
+        first = set(rewards[:20, e].flatten().tolist())
+        later = set(rewards[20:, e].flatten().tolist())
+        assert first <= {-1.0 * (e + 1), -3.0 * (e + 1), 0.0, -2.0 * (e + 1)}
+        assert later <= {-10.0 * (e + 1), -30.0 * (e + 1), 0.0, -20.0 * (e + 1)}

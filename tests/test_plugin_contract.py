@@ -36,6 +36,19 @@ ENVS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_ENV: dict[str, Any] = {"id": "prisoners_dilemma", "params": {"episode_length": 5}}
 
+# Curriculum plugins run as the recipe's `curriculum:` over reward sharing's s (the IPD has no levels).
+SHARING = [{"plugin": "reward_sharing", "params": {"s": 0.5}}]
+CURRICULA: dict[str, dict[str, Any]] = {
+    "schedule": {
+        "stages": [
+            {"set": {"incentives.0.params.s": 1.0}, "advance": {"steps": 32}},
+            {"set": {"incentives.0.params.s": 0.0}, "interpolation": "linear", "over_steps": 64},
+        ]
+    },
+    "prioritized_level_replay": {"candidates": {"incentives.0.params.s": [0.0, 0.5, 1.0]}},
+    "learning_progress": {"candidates": {"incentives.0.params.s": [0.0, 0.5, 1.0]}},
+}
+
 NUM_ENVS, ROLLOUT, ITERATIONS = 4, 8, 2
 
 INSTALLED = available_plugins()
@@ -66,6 +79,9 @@ def recipe_changes(name: str, cls: type, *, iterations: int = ITERATIONS, **para
         "train__checkpoint_every": 1,
         "incentives": [{"plugin": name, "params": {**PARAMS.get(name, {}), **params}}],
     }
+    if name in CURRICULA:
+        changes["incentives"] = SHARING
+        changes["curriculum"] = {"plugin": name, "params": {**CURRICULA[name], **params}}
     designer = tuple(getattr(cls, "designer_metrics", ()))
     if designer:  # the plugin's own metric must be accepted as an objective
         changes["objective"] = {"metric": designer[0]}
@@ -79,9 +95,10 @@ def test_params_validate_and_forbid_unknown_keys(name):
     if model is None:
         assert not PARAMS.get(name), f"{name} takes no parameters"
         return
-    model.model_validate(PARAMS.get(name, {}))
+    minimal = PARAMS.get(name, CURRICULA.get(name, {}))
+    model.model_validate(minimal)
     with pytest.raises(ValidationError, match="no_such_key"):
-        model.model_validate({**PARAMS.get(name, {}), "no_such_key": 1})
+        model.model_validate({**minimal, "no_such_key": 1})
     assert model.model_config.get("extra") == "forbid"
     for field, info in model.model_fields.items():
         assert info.description, f"{name}.Params.{field} has no description"

@@ -1,0 +1,284 @@
+"""Navigation: cooperative navigation through procedurally generated rooms, one layout per level seed.
+
+| property     | value                                                                     |
+| ------------ | ------------------------------------------------------------------------- |
+| agents       | `agent_0` ... `agent_{N-1}` (N = `num_agents`, default 2)                 |
+| map          | n x n free interior (n in [`min_size`, `max_size`]) inside a wall border, |
+|              | drawn on a fixed (max_size + 2)^2 canvas (cells beyond n are wall)        |
+| actions      | Discrete(5): 0 stay, 1 up, 2 down, 3 left, 4 right; a move into a wall is |
+|              | a stay; agents may share a cell (no collisions)                           |
+| observation  | Box(0, 1, (4 * S * S,)) float32, S = max_size + 2: planes wall, goal,     |
+|              | self, other agents (count, clipped to 1), row-major                       |
+| reward       | +1 to every agent on the step every goal cell holds an agent, else 0      |
+| episode      | terminated on that success; truncated after `max_steps` steps             |
+
+Levels: a layout is a pure function of its integer level id (0 to 2^31 - 1)
+and the map parameters, the same in every instance and every run:
+
+- size n = min_size + (draw mod (max_size - min_size + 1)) (or the task's `size`);
+- candidate walls at interior columns 3, 5, 7, ... up to n - 2; each is a wall
+  with probability `wall_density`, a full column with one door (a gap) at a
+  random row: rooms in a row, joined by doors, so the route zig-zags from
+  door to door and distances depend on where the doors are;
+- the N agents start at random cells of the leftmost room; the N goal cells
+  form a vertical line at a random place in the rightmost room (the team
+  succeeds when every goal cell is covered, which needs every agent there).
+
+`level_difficulty(levels)` rates a level by its number of walls (doors to
+pass). `env.params.levels` holds the training levels (`train`) and the
+held-out test levels (`test`, for evaluation only; overlap is an error).
+
+Tasks (per instance, adopted at its next reset): `level` (a level id; a test
+level is refused) and `size` (n, or 0 for the level's own size; fractional
+sizes, as a linear schedule hands out, are rounded to the nearest). Without a
+task, each reset draws a training level uniformly from the instance's own
+random stream (one draw per step, used where an episode ends, so instance e
+of a batch behaves exactly as a lone instance seeded with seed + e).
+
+Designer metrics: `success` (share of episodes that reached the goals) and
+`episode_length` (steps per episode).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+import gymnasium
+import torch
+from pydantic import Field, model_validator
+
+from incentive.envs.base import BatchedEnv, EnvParams, TimeStep
+from incentive.envs.levels import MAX_LEVEL, LevelRanges
+from incentive.envs.random import InstanceRandom
+
+__all__ = ["Layouts", "Navigation", "NavigationParams", "generate_layouts"]
+
+MOVES = torch.tensor([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]])
+LEVEL_SALT = 0x5EED  # keeps level streams apart from instance streams seeded with the same integer
+
+
+class NavigationParams(EnvParams):
+    """Parameters of the navigation gridworld."""
+
+    num_agents: int = Field(2, ge=1, le=4, description="N, agents (and goal cells); at most min_size.")
+    min_size: int = Field(5, ge=4, description="Smallest interior side n a level may have.")
+    max_size: int = Field(9, ge=4, le=25, description="Largest interior side n a level may have.")
+    wall_density: float = Field(0.5, ge=0, le=1, description="Chance that a candidate column is a wall.")
+    max_steps: int = Field(40, ge=1, description="Steps before an episode is truncated.")
+    levels: LevelRanges = Field(default_factory=LevelRanges, description="Training and held-out test levels.")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> NavigationParams:
+        if self.min_size > self.max_size:
+            raise ValueError(f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})")
+        return self
+
+
+class Layouts(NamedTuple):
+    """K layouts: walls [K, S, S] bool, goal and spawn cells [K, N, 2] (row, col), walls per level [K]."""
+
+    walls: torch.Tensor
+    goals: torch.Tensor
+    spawns: torch.Tensor
+    num_walls: torch.Tensor
+
+
+def generate_layouts(levels: torch.Tensor, sizes: torch.Tensor, params: NavigationParams) -> Layouts:
+    """The layouts of K levels, vectorised (no loop over levels).
+
+    Args:
+        levels: [K] level ids.
+        sizes: [K] interior sides n, or 0 for each level's own size.
+        params: the map parameters.
+
+    """
+    k, n_agents = len(levels), params.num_agents
+    canvas = params.max_size + 2
+    candidates = torch.arange(3, params.max_size - 1, 2)  # interior columns that may hold a wall
+    w = len(candidates)
+    rng = InstanceRandom(k)
+    rng.seed(levels.long() * 2 + LEVEL_SALT)
+    draws = rng.bits(3 + 2 * w + 2 * n_agents) >> 1  # non-negative 63-bit numbers
+    span = params.max_size - params.min_size + 1
+    n = torch.where(sizes > 0, sizes.long(), params.min_size + draws[:, 0] % span)  # [K]
+    density = torch.tensor(params.wall_density, dtype=torch.float64)
+    is_wall = ((draws[:, 1 : 1 + w] >> 10).double() * 2.0**-53 < density) & (candidates <= n[:, None] - 2)
+    doors = 1 + draws[:, 1 + w : 1 + 2 * w] % n[:, None]  # [K, W] door row of each candidate
+    rows = torch.arange(canvas)
+    inside = (rows >= 1) & (rows[None] <= n[:, None])  # [K, S]
+    walls = ~(inside[:, :, None] & inside[:, None, :])
+    wall_cols = torch.zeros(k, canvas, dtype=torch.bool)
+    door_row = torch.zeros(k, canvas, dtype=torch.long)
+    if w:
+        wall_cols[:, candidates] = is_wall
+        door_row[:, candidates] = doors
+    walls |= wall_cols[:, None, :] & inside[:, :, None] & (rows[None, :, None] != door_row[:, None, :])
+    # left room: columns 1 .. first - 1; right room: columns last + 1 .. n
+    first = torch.cat([torch.where(is_wall, candidates, canvas), n[:, None] + 1], 1).min(1).values
+    last = (
+        torch.cat([torch.where(is_wall, candidates, 0), torch.zeros(k, 1, dtype=torch.long)], 1).max(1).values
+    )
+    base = 3 + 2 * w
+    spawn_rows = 1 + draws[:, base : base + n_agents] % n[:, None]
+    spawn_cols = 1 + draws[:, base + n_agents : base + 2 * n_agents] % (first - 1)[:, None]
+    goal_col = last + 1 + draws[:, 1 + 2 * w] % (n - last)
+    goal_top = 1 + draws[:, 2 + 2 * w] % (n - n_agents + 1)
+    goal_rows = goal_top[:, None] + torch.arange(n_agents)
+    goals = torch.stack([goal_rows, goal_col[:, None].expand(-1, n_agents)], -1)
+    spawns = torch.stack([spawn_rows, spawn_cols], -1)
+    return Layouts(walls=walls, goals=goals, spawns=spawns, num_walls=is_wall.sum(1))
+
+
+class Navigation(BatchedEnv):
+    """E instances of the navigation gridworld, each on its own level, stepped as tensor operations."""
+
+    Params: ClassVar[type[EnvParams]] = NavigationParams
+    info_keys = ("success", "episode_length")
+    metric_names = info_keys
+    task_keys = ("level", "size")
+    state_keys = ("pos", "t", "level", "walls", "goals", "next_level", "next_size")
+
+    def __init__(self, *, num_envs: int, params: EnvParams, device: str = "cpu") -> None:
+        super().__init__(num_envs=num_envs, params=params, device=device)
+        n = params.num_agents
+        self.possible_agents = [f"agent_{i}" for i in range(n)]
+        self.canvas = params.max_size + 2
+        obs_space = gymnasium.spaces.Box(0.0, 1.0, (4 * self.canvas**2,), dtype="float32")
+        self.observation_spaces = {a: obs_space for a in self.possible_agents}
+        self.action_spaces = {a: gymnasium.spaces.Discrete(len(MOVES)) for a in self.possible_agents}
+        self.train_levels = params.levels.train_ids()
+        self.test_levels = params.levels.test_ids()
+        e, s = num_envs, self.canvas
+        self.pos = torch.zeros(e, n, 2, dtype=torch.long)
+        self.t = torch.zeros(e, dtype=torch.long)
+        self.level = torch.zeros(e, dtype=torch.long)
+        self.walls = torch.ones(e, s, s, dtype=torch.bool)
+        self.goals = torch.zeros(e, n, 2, dtype=torch.long)
+        self.next_level = torch.full((e,), -1, dtype=torch.long)  # -1: draw a training level
+        self.next_size = torch.zeros(e, dtype=torch.long)  # 0: the level's own size
+
+    # --- tasks -------------------------------------------------------------
+
+    def set_task(self, task: dict[str, torch.Tensor]) -> None:
+        """Per-instance `level` ids and/or `size`s, adopted at each instance's next reset.
+
+        Raises:
+            ValueError: a level outside the generator's bounds or among the
+                held-out test levels, or a size outside [min_size, max_size].
+
+        """
+        super().set_task(task)
+        p = self.params
+        if "level" in task:
+            level = self._integers(task["level"], "level")
+            if bool(((level < 0) | (level > MAX_LEVEL)).any()):
+                raise ValueError(
+                    f"task 'level': level ids must lie in 0..{MAX_LEVEL}, got {level.tolist()[:8]}"
+                )
+            held_out = self.test_levels is not None and not self.allow_test_levels
+            if held_out and bool(torch.isin(level, self.test_levels).any()):
+                bad = int(level[torch.isin(level, self.test_levels)][0])
+                raise ValueError(
+                    f"task 'level': level {bad} is a held-out test level (env.params.levels.test)"
+                )
+            self.next_level = level.clone()
+        if "size" in task:
+            size = self._integers(task["size"], "size", rounded=True)  # a schedule may interpolate it
+            if bool(((size != 0) & ((size < p.min_size) | (size > p.max_size))).any()):
+                raise ValueError(
+                    f"task 'size': sizes must lie in {p.min_size}..{p.max_size} (min_size..max_size), "
+                    "or be 0 (each level's own size), "
+                    f"got {sorted(set(size.tolist()))[:8]}"
+                )
+            self.next_size = size.clone()
+
+    @staticmethod
+    def _integers(value: torch.Tensor, key: str, *, rounded: bool = False) -> torch.Tensor:
+        """Whole numbers [E] long; floats must be whole unless `rounded` (then rounded half to even)."""
+        if value.dim() != 1:
+            raise ValueError(f"task {key!r}: expected shape (E,), got {tuple(value.shape)}")
+        if value.is_floating_point():
+            if rounded:
+                value = value.round()
+            elif not bool((value == value.round()).all()):
+                raise ValueError(f"task {key!r}: expected whole numbers, got {value.tolist()[:8]}")
+        return value.long()
+
+    def level_difficulty(self, levels: torch.Tensor) -> torch.Tensor:
+        """[K] float64: the number of walls (doors to pass) of each level at its own size."""
+        return generate_layouts(levels, torch.zeros_like(levels), self.params).num_walls.to(torch.float64)
+
+    # --- dynamics ------------------------------------------------------------
+
+    def _begin(self, where: torch.Tensor, pick: torch.Tensor) -> None:
+        """Start new episodes in the instances `where` ([E] bool), on their next levels."""
+        index = where.nonzero()[:, 0]
+        if len(index) == 0:
+            return
+        drawn = self.train_levels[pick[index] % len(self.train_levels)]
+        levels = torch.where(self.next_level[index] >= 0, self.next_level[index], drawn)
+        layouts = generate_layouts(levels, self.next_size[index], self.params)
+        self.level[index] = levels
+        self.walls[index] = layouts.walls
+        self.goals[index] = layouts.goals
+        self.pos[index] = layouts.spawns
+        self.t[index] = 0
+
+    def _observe(self) -> dict[str, torch.Tensor]:
+        e, n, s = self.num_envs, self.num_agents, self.canvas
+        flat_pos = self.pos[..., 0] * s + self.pos[..., 1]  # [E, N]
+        goal = torch.zeros(e, s * s).scatter_(1, self.goals[..., 0] * s + self.goals[..., 1], 1.0)
+        own = torch.zeros(e, n, s * s).scatter_(2, flat_pos[..., None], 1.0)
+        everyone = own.sum(1, keepdim=True)
+        others = (everyone - own).clamp(max=1.0)
+        walls = self.walls.reshape(e, 1, s * s).float()
+        planes = torch.cat([walls.expand(e, n, -1), goal[:, None].expand(e, n, -1), own, others], 2)
+        return {agent: planes[:, i] for i, agent in enumerate(self.possible_agents)}
+
+    def _reset(self) -> TimeStep:
+        pick = self.rng.integers(len(self.train_levels))[:, 0]
+        self._begin(torch.ones(self.num_envs, dtype=torch.bool), pick)
+        return self._first_step(self._observe())
+
+    def step(self, actions: torch.Tensor) -> TimeStep:
+        """Move every agent, check the goals, restart finished instances on their next levels.
+
+        Args:
+            actions: [E, N] long in 0..4 (stay, up, down, left, right).
+
+        Returns:
+            The `TimeStep`; finished instances already start their next episode.
+
+        """
+        e, s = self.num_envs, self.canvas
+        pick = self.rng.integers(len(self.train_levels))[:, 0]  # one draw per step: the level of a restart
+        target = self.pos + MOVES[actions.long()]
+        blocked = self.walls.reshape(e, s * s).gather(1, target[..., 0] * s + target[..., 1])
+        self.pos = torch.where(blocked[..., None], self.pos, target)
+        covered = (self.goals[:, :, None] == self.pos[:, None]).all(-1).any(2)  # [E, goals]
+        success = covered.all(1)
+        self.t = self.t + 1
+        truncated = (self.t >= self.params.max_steps) & ~success
+        reward = success[:, None].float().expand(e, self.num_agents).clone()
+        info = {"success": success.float(), "episode_length": torch.ones(e)}
+        done = success | truncated
+        final_obs = None
+        if bool(done.any()):
+            final_obs = self._observe()
+            self._begin(done, pick)
+        return TimeStep(
+            obs=self._observe(),
+            reward=reward,
+            terminated=success,
+            truncated=truncated,
+            acting=torch.ones(e, self.num_agents, dtype=torch.bool),
+            info=info,
+            final_obs=final_obs,
+        )
+
+    def episode_metrics(self, totals: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Success rate and mean episode length over the finished episodes."""
+        episodes = len(totals["success"])
+        if episodes == 0:
+            return {key: float("nan") for key in self.info_keys}
+        return {key: float(totals[key].sum()) / episodes for key in self.info_keys}

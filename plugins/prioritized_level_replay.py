@@ -1,0 +1,276 @@
+"""Prioritized level replay (Jiang, Grefenstette & Rocktaeschel, 2021).
+
+Source: Jiang et al., "Prioritized Level Replay", ICML 2021, and its
+official code (facebookresearch/level-replay, `level_sampler.py`), whose
+README runs' settings are the defaults here.
+
+Each instance's next level is either a new (unseen) level or a replay of a
+seen one, chosen by how much the learner can still learn there.
+
+- Score of level i (strategy): over the steps the level was played in the
+  iteration's rollout, the mean over steps and learning seats of
+      value_l1:            |A_t|              (GAE advantage; default)
+      positive_value_loss: max(A_t, 0)
+  and S_i <- (1 - alpha) S_i + alpha * score (alpha = 1: the newest score).
+- Score prioritisation (rank transform, temperature beta = 0.1):
+      h_i = (1 / rank_i)^(1 / beta),  rank 1 = highest score,
+      P_S(i) = h_i / sum_{j seen} h_j             (seen levels only)
+  (`score_transform: power`: h_i = S_i^(1/beta)).
+- Staleness: c counts level starts, C_i is c when level i last started:
+      P_C(i) = (c - C_i) / sum_{j seen} (c - C_j)
+- Replay distribution, with the paper's rho = `staleness_coef` (0.1):
+      P(i) = (1 - staleness_coef) * P_S(i) + staleness_coef * P_C(i)
+- Replay or new level, per instance (the official "proportionate" schedule):
+  with f = seen levels / all levels, replay with probability f once
+  f >= `min_seen_fraction`; otherwise draw an unseen level uniformly.
+  `min_seen_fraction` is the official code's argument `rho` (default 1.0 in
+  its arguments: every level is seen once before any replay, after which
+  every level is a replay), not the paper's rho, which is `staleness_coef`.
+
+Choices made (where a batched run differs from the official code):
+
+- Levels are drawn once per iteration for all E instances (each adopts its
+  level at its next reset); staleness and "seen" change when a level is
+  actually started and scored, not when it is drawn.
+- A level's score covers every step it was played in the iteration,
+  finished or not (the official code carries unfinished episodes over to
+  the next rollout). Several instances on one level: their scores are
+  averaged. Policy-entropy scoring needs the policy's logits, which the
+  rollout does not carry: not offered.
+- Rank ties go to the lower level index; if every seen level has staleness
+  0, P_C is 0 and P is renormalised.
+
+Parameters: `strategy` (value_l1 | positive_value_loss), `score_transform`
+(rank | power), `temperature` (beta, 0.1), `staleness_coef` (0.1),
+`min_seen_fraction` (1.0), `alpha` (1.0), `candidates` (default: the env's
+training levels; or key -> list of values, e.g. opponent ids or values of an
+incentive parameter).
+
+Metrics: `curriculum/plr/seen_fraction`, `curriculum/plr/replay_share`
+(share of this iteration's draws that were replays), score summary of seen
+levels (`score_mean`, `score_p10`, `score_p50`, `score_p90`, `score_max`),
+and `curriculum/level_difficulty` (mean over the drawn levels) where the
+env rates its levels. Bookkeeping is a handful of [N] tensor operations per
+iteration (N candidate levels), no loop over levels or instances.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from incentive import hookimpl
+from incentive.tasks import candidate_tasks, step_values
+
+__all__ = ["PrioritizedLevelReplay", "level_scores", "replay_distribution"]
+
+
+def rank_weights(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """h_i = (1 / rank_i)^(1 / temperature), rank 1 for the highest score (ties: lower index first)."""
+    order = torch.sort(-scores, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(1, len(scores) + 1)
+    return ranks.to(torch.float64).reciprocal() ** (1.0 / temperature)
+
+
+def replay_distribution(
+    scores: torch.Tensor,
+    staleness: torch.Tensor,
+    seen: torch.Tensor,
+    *,
+    temperature: float,
+    staleness_coef: float,
+    transform: str = "rank",
+) -> torch.Tensor:
+    """P = (1 - staleness_coef) P_S + staleness_coef P_C over the seen levels, [N] float64.
+
+    Args:
+        scores: [N] level scores S.
+        staleness: [N] c - C_i.
+        seen: [N] bool.
+        temperature: beta.
+        staleness_coef: the paper's rho.
+        transform: "rank" or "power".
+
+    """
+    scores = scores.to(torch.float64)
+    if transform == "rank":
+        h = rank_weights(scores, temperature)
+    else:
+        h = scores.clamp(min=0) ** (1.0 / temperature)
+    h = h * seen
+    p_s = h / h.sum() if h.sum() > 0 else h
+    c = staleness.to(torch.float64) * seen
+    p_c = c / c.sum() if c.sum() > 0 else c
+    p = (1 - staleness_coef) * p_s + staleness_coef * p_c
+    total = p.sum()
+    if total > 0:
+        return p / total
+    return seen.to(torch.float64) / seen.sum().clamp(min=1)
+
+
+def level_scores(
+    per_step: torch.Tensor, levels: torch.Tensor, *, num_levels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean score of every level over the steps it was played: ([N] mean, [N] bool played).
+
+    Args:
+        per_step: [T, E] score of each step (NaN where the step does not count).
+        levels: [T, E] long level index of each step (-1: unknown, ignored).
+        num_levels: N.
+
+    """
+    keep = (levels >= 0) & ~torch.isnan(per_step)
+    sums = torch.zeros(num_levels, dtype=torch.float64)
+    counts = torch.zeros(num_levels, dtype=torch.float64)
+    index = levels[keep]
+    sums.index_add_(0, index, per_step[keep].to(torch.float64))
+    counts.index_add_(0, index, torch.ones_like(index, dtype=torch.float64))
+    played = counts > 0
+    return torch.where(played, sums / counts.clamp(min=1), torch.zeros_like(sums)), played
+
+
+class PrioritizedLevelReplay:
+    """Replays the levels with the highest learning potential, by score rank and staleness."""
+
+    name = "prioritized_level_replay"
+
+    class Params(BaseModel):
+        """Parameters of prioritized level replay (the official code's README settings)."""
+
+        model_config = ConfigDict(extra="forbid")
+        strategy: Literal["value_l1", "positive_value_loss"] = Field(
+            "value_l1", description="Level score: mean |GAE advantage| or mean positive advantage."
+        )
+        score_transform: Literal["rank", "power"] = Field(
+            "rank", description="Score prioritisation: (1/rank)^(1/beta) or score^(1/beta)."
+        )
+        temperature: float = Field(0.1, gt=0, description="beta, the prioritisation temperature.")
+        staleness_coef: float = Field(
+            0.1, ge=0, le=1, description="The paper's rho: weight of staleness in the replay mix."
+        )
+        min_seen_fraction: float = Field(
+            1.0,
+            ge=0,
+            le=1,
+            description="The official code's `rho`: share of levels seen before replays start.",
+        )
+        alpha: float = Field(1.0, gt=0, le=1, description="Score update S <- (1-alpha) S + alpha score.")
+        candidates: dict[str, list[float]] | None = Field(
+            None, description="Task key -> list of values (default: the env's training levels)."
+        )
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.table: dict[str, torch.Tensor] = {}
+        self.difficulty: torch.Tensor | None = None
+
+    @hookimpl
+    def incentive_setup(self, run) -> None:
+        """Build the candidate levels and their bookkeeping."""
+        try:
+            self.table = candidate_tasks(run.tasks, run.env, self.params.candidates)
+        except ValueError as exc:
+            raise ValueError(f"field 'curriculum.params.candidates': {exc}") from None
+        n = len(next(iter(self.table.values())))
+        rate = getattr(run.env, "level_difficulty", None)
+        self.difficulty = rate(self.table["level"]) if rate is not None and "level" in self.table else None
+        self.scores = torch.zeros(n, dtype=torch.float64)
+        self.seen = torch.zeros(n, dtype=torch.bool)
+        self.last_start = torch.zeros(n, dtype=torch.long)  # C_i
+        self.starts = torch.zeros((), dtype=torch.long)  # c
+        self.running = torch.full((run.num_envs,), -1, dtype=torch.long)
+        self.pending = torch.full((run.num_envs,), -1, dtype=torch.long)
+        self.replayed = torch.zeros(run.num_envs, dtype=torch.bool)
+
+    def _started(self, levels: torch.Tensor) -> None:
+        """Levels that began an episode: they are no longer stale."""
+        self.starts = self.starts + len(levels)
+        self.last_start[levels] = self.starts
+
+    @hookimpl
+    def incentive_next_task(self, run, iteration) -> dict[str, torch.Tensor]:
+        """Draw every instance's next level: a replay with probability f, else an unseen one."""
+        p = self.params
+        e = run.num_envs
+        fraction = float(self.seen.double().mean())
+        u = torch.rand(e, generator=run.generator, dtype=torch.float64)
+        replay = (u < fraction) & (fraction >= p.min_seen_fraction)
+        if fraction < 1.0:
+            unseen = (~self.seen).double()
+            new = torch.multinomial(unseen / unseen.sum(), e, replacement=True, generator=run.generator)
+        else:
+            new = torch.zeros(e, dtype=torch.long)
+        if bool(self.seen.any()):
+            weights = replay_distribution(
+                self.scores,
+                self.starts - self.last_start,
+                self.seen,
+                temperature=p.temperature,
+                staleness_coef=p.staleness_coef,
+                transform=p.score_transform,
+            )
+            old = torch.multinomial(weights, e, replacement=True, generator=run.generator)
+        else:
+            old = torch.zeros(e, dtype=torch.long)
+        self.pending = torch.where(replay, old, new)
+        self.replayed = replay
+        if run.global_step == 0:  # the run starts at a boundary: these levels start now
+            self.running = self.pending.clone()
+            self._started(self.pending)
+        return {key: values[self.pending] for key, values in self.table.items()}
+
+    @hookimpl
+    def incentive_update_curriculum(self, run, rollout) -> None:
+        """Score the levels played in the rollout; note which pending levels started."""
+        done = rollout.done.bool()
+        adv = rollout.advantages
+        per_seat = adv.abs() if self.params.strategy == "value_l1" else adv.clamp(min=0)
+        mask = rollout.learn_mask.to(per_seat.dtype)
+        count = mask.sum(-1)
+        per_step = torch.where(count > 0, (per_seat * mask).sum(-1) / count.clamp(min=1), float("nan"))
+        levels = step_values(self.running, self.pending, done)
+        score, played = level_scores(per_step, levels, num_levels=len(self.scores))
+        a = self.params.alpha
+        self.scores = torch.where(played, (1 - a) * self.scores + a * score, self.scores)
+        self.seen |= played
+        adopted = done.any(0)
+        self._started(self.pending[adopted])
+        self.running = torch.where(adopted, self.pending, self.running)
+
+    @hookimpl
+    def incentive_collect_metrics(self) -> dict[str, float]:
+        """Seen fraction, replay share, score summary and the drawn levels' difficulty."""
+        metrics = {
+            "curriculum/plr/seen_fraction": float(self.seen.double().mean()),
+            "curriculum/plr/replay_share": float(self.replayed.double().mean()),
+        }
+        if bool(self.seen.any()):
+            seen = self.scores[self.seen]
+            q = torch.quantile(seen, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+            metrics.update(
+                {
+                    "curriculum/plr/score_mean": float(seen.mean()),
+                    "curriculum/plr/score_p10": float(q[0]),
+                    "curriculum/plr/score_p50": float(q[1]),
+                    "curriculum/plr/score_p90": float(q[2]),
+                    "curriculum/plr/score_max": float(seen.max()),
+                }
+            )
+        if self.difficulty is not None and bool((self.pending >= 0).all()):
+            metrics["curriculum/level_difficulty"] = float(self.difficulty[self.pending].double().mean())
+        return metrics
+
+    @hookimpl
+    def incentive_state_dict(self) -> dict[str, Any]:
+        """Scores, seen levels, staleness, and what every instance runs and will run."""
+        keys = ("scores", "seen", "last_start", "starts", "running", "pending", "replayed")
+        return {key: getattr(self, key).clone() for key in keys}
+
+    @hookimpl
+    def incentive_load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `incentive_state_dict` returned."""
+        for key, value in state.items():
+            setattr(self, key, value.clone())

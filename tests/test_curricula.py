@@ -1,0 +1,372 @@
+"""Curriculum plugins: schedule, prioritized level replay, learning progress, against hand numbers."""
+
+from __future__ import annotations
+
+import math
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from incentive.plugins.learning_progress import LearningProgress, progress_distribution
+from incentive.plugins.prioritized_level_replay import (
+    PrioritizedLevelReplay,
+    level_scores,
+    rank_weights,
+    replay_distribution,
+)
+from incentive.plugins.reward_sharing import RewardSharing
+from incentive.plugins.schedule import Schedule, interpolate
+from incentive.tasks import TaskState
+
+
+class LevelEnv:
+    """A stand-in env with procedural levels (task key `level`)."""
+
+    task_keys = ("level", "size")
+    possible_agents = ["a", "b"]
+    metric_names = ("success",)
+
+    def __init__(self, levels: int) -> None:
+        self.train_levels = torch.arange(100, 100 + levels)
+        self.set: dict[str, torch.Tensor] = {}
+
+    def set_task(self, task):
+        self.set = task
+
+    def level_difficulty(self, levels):
+        return levels.double() - 100
+
+
+def make_run(num_envs: int, levels: int = 4, seed: int = 0):
+    env = LevelEnv(levels)
+    sharing = RewardSharing(RewardSharing.Params(s=0.5))
+    tasks = TaskState(num_envs=num_envs, env=env, plugins={"incentives.0": sharing})
+    return SimpleNamespace(
+        num_envs=num_envs,
+        env=env,
+        tasks=tasks,
+        agents=env.possible_agents,
+        generator=torch.Generator().manual_seed(seed),
+        global_step=0,
+    )
+
+
+def rollout(advantages, done, reward=None, learn=None):
+    adv = torch.tensor(advantages, dtype=torch.float32)
+    if adv.dim() == 2:
+        adv = adv[..., None]
+    return SimpleNamespace(
+        advantages=adv,
+        done=torch.as_tensor(done, dtype=torch.float32),  # as the loop holds them
+        reward=torch.zeros_like(adv) if reward is None else torch.tensor(reward, dtype=torch.float32),
+        learn_mask=torch.ones_like(adv, dtype=torch.bool) if learn is None else torch.tensor(learn),
+    )
+
+
+# --- prioritized level replay: formulas ---------------------------------------
+
+
+def test_rank_weights_by_hand():
+    h = rank_weights(torch.tensor([0.5, 2.0, 1.0, 1.0]), temperature=0.1)
+    # ranks 4, 1, 2, 3 (the tie goes to the lower index)
+    expected = torch.tensor([4.0**-10, 1.0, 2.0**-10, 3.0**-10], dtype=torch.float64)
+    torch.testing.assert_close(h, expected, rtol=1e-12, atol=0)
+
+
+def test_replay_distribution_by_hand():
+    scores = torch.tensor([0.5, 2.0, 1.0, 0.0])
+    seen = torch.tensor([True, True, True, False])
+    staleness = torch.tensor([3, 0, 1, 5])
+    p = replay_distribution(scores, staleness, seen, temperature=1.0, staleness_coef=0.1)
+    # h = 1/rank = [1/3, 1, 1/2, (unseen) 0] -> P_S = [2, 6, 3, 0] / 11; P_C = [3, 0, 1, 0] / 4
+    expected = [0.9 * 2 / 11 + 0.1 * 0.75, 0.9 * 6 / 11, 0.9 * 3 / 11 + 0.1 * 0.25, 0.0]
+    torch.testing.assert_close(p, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=0)
+    # power transform: h = S^(1/beta) = [0.25, 4, 1] with beta = 0.5, and no staleness
+    p = replay_distribution(scores, staleness, seen, temperature=0.5, staleness_coef=0.0, transform="power")
+    torch.testing.assert_close(p, torch.tensor([0.25, 4, 1, 0], dtype=torch.float64) / 5.25)
+
+
+def test_replay_distribution_without_staleness_renormalises():
+    seen = torch.tensor([True, True])
+    p = replay_distribution(
+        torch.tensor([1.0, 2.0]), torch.zeros(2), seen, temperature=1.0, staleness_coef=0.1
+    )
+    torch.testing.assert_close(p, torch.tensor([1 / 3, 2 / 3], dtype=torch.float64))
+
+
+def test_level_scores_average_steps_and_instances():
+    per_step = torch.tensor([[1.0, 2.0], [3.0, float("nan")], [5.0, 4.0]])
+    levels = torch.tensor([[0, 0], [0, 2], [1, -1]])
+    score, played = level_scores(per_step, levels, num_levels=3)
+    assert played.tolist() == [True, True, False]
+    torch.testing.assert_close(score, torch.tensor([2.0, 5.0, 0.0], dtype=torch.float64))
+
+
+# --- prioritized level replay: the plugin ----------------------------------------
+
+
+def plr(run, **params):
+    plugin = PrioritizedLevelReplay(PrioritizedLevelReplay.Params(**params))
+    plugin.incentive_setup(run)
+    return plugin
+
+
+def test_plr_scores_each_level_on_the_steps_it_was_played():
+    run = make_run(2, levels=4)
+    plugin = plr(run)
+    task = plugin.incentive_next_task(run, 1)
+    assert task["level"].tolist() == (plugin.pending + 100).tolist()
+    plugin.running = torch.tensor([0, 1])
+    plugin.pending = torch.tensor([2, 3])
+    plugin.starts = torch.tensor(2)
+    plugin.last_start = torch.tensor([1, 2, 0, 0])
+    run.global_step = 8
+    # instance 0 ends its episode at t = 1 and starts level 2; instance 1 never ends
+    advantages = [[[1.0, -3.0], [2.0, 0.0]], [[-1.0, 1.0], [2.0, 2.0]], [[0.5, 0.5], [-4.0, 0.0]]]
+    plugin.incentive_update_curriculum(run, rollout(advantages, [[0, 0], [1, 0], [0, 0]]))
+    # value_l1 per step (mean over 2 seats): e0: 2, 1, 0.5; e1: 1, 2, 2
+    torch.testing.assert_close(plugin.scores, torch.tensor([1.5, 5 / 3, 0.5, 0.0], dtype=torch.float64))
+    assert plugin.seen.tolist() == [True, True, True, False]
+    assert plugin.running.tolist() == [2, 1]
+    assert int(plugin.starts) == 3 and plugin.last_start.tolist() == [1, 2, 3, 0]  # level 2 just started
+
+
+def test_plr_positive_value_loss_and_alpha():
+    run = make_run(1, levels=2)
+    plugin = plr(run, strategy="positive_value_loss", alpha=0.5)
+    plugin.running = torch.tensor([1])
+    plugin.pending = torch.tensor([1])
+    plugin.scores = torch.tensor([0.0, 4.0], dtype=torch.float64)
+    plugin.incentive_update_curriculum(run, rollout([[-2.0], [1.0], [3.0], [0.0]], [[0], [0], [0], [0]]))
+    # mean max(A, 0) = (0 + 1 + 3 + 0) / 4 = 1; S = 0.5 * 4 + 0.5 * 1
+    assert plugin.scores.tolist() == [0.0, 2.5]
+
+
+def test_plr_draws_unseen_levels_until_the_minimum_seen_fraction():
+    run = make_run(1000, levels=10)
+    plugin = plr(run)  # min_seen_fraction 1.0 (the official default)
+    plugin.seen[:5] = True
+    plugin.scores[:5] = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0], dtype=torch.float64)
+    plugin.incentive_next_task(run, 2)
+    assert not plugin.replayed.any()
+    assert (plugin.pending >= 5).all()  # only unseen levels
+
+
+def test_plr_replays_with_probability_equal_to_the_seen_fraction():
+    run = make_run(10_000, levels=10)
+    plugin = plr(run, min_seen_fraction=0.0, temperature=1.0, staleness_coef=0.0)
+    plugin.seen[:4] = True
+    plugin.scores[:4] = torch.tensor([4.0, 3.0, 2.0, 1.0], dtype=torch.float64)
+    plugin.incentive_next_task(run, 2)
+    share = plugin.replayed.double().mean().item()
+    assert abs(share - 0.4) < 0.02
+    replays = plugin.pending[plugin.replayed]
+    assert (replays < 4).all() and (plugin.pending[~plugin.replayed] >= 4).all()
+    # replays follow P_S = (1/rank) / (1 + 1/2 + 1/3 + 1/4)
+    freq = torch.bincount(replays, minlength=4).double() / len(replays)
+    expected = torch.tensor([1, 1 / 2, 1 / 3, 1 / 4], dtype=torch.float64) / (25 / 12)
+    assert (freq - expected).abs().max() < 0.03
+
+
+def test_plr_once_every_level_is_seen_every_draw_is_a_replay():
+    run = make_run(64, levels=3)
+    plugin = plr(run)
+    plugin.seen[:] = True
+    plugin.incentive_next_task(run, 5)
+    assert plugin.replayed.all()
+    metrics = plugin.incentive_collect_metrics()
+    assert metrics["curriculum/plr/seen_fraction"] == 1.0
+    assert metrics["curriculum/plr/replay_share"] == 1.0
+    assert "curriculum/level_difficulty" in metrics
+
+
+def test_plr_state_round_trip_continues_identically():
+    run = make_run(8, levels=6, seed=1)
+    plugin = plr(run, min_seen_fraction=0.0)
+    plugin.incentive_next_task(run, 1)
+    plugin.incentive_update_curriculum(run, rollout(torch.randn(5, 8, 2).tolist(), torch.rand(5, 8) < 0.3))
+    state = plugin.incentive_state_dict()
+    generator_state = run.generator.get_state()
+    first = plugin.incentive_next_task(run, 2)["level"]
+    other = plr(make_run(8, levels=6), min_seen_fraction=0.0)
+    other.incentive_load_state_dict(state)
+    run.generator.set_state(generator_state)
+    assert torch.equal(other.incentive_next_task(run, 2)["level"], first)
+
+
+def test_plr_bookkeeping_over_10000_levels_is_cheap():
+    run = make_run(256, levels=10_000)
+    plugin = plr(run, min_seen_fraction=0.0)
+    plugin.seen[::2] = True
+    plugin.scores = torch.rand(10_000, dtype=torch.float64)
+    data = rollout(torch.randn(128, 256, 2).tolist(), (torch.rand(128, 256) < 0.05).tolist())
+    started = time.perf_counter()
+    for iteration in range(5):
+        plugin.incentive_next_task(run, iteration + 2)
+        plugin.incentive_update_curriculum(run, data)
+        plugin.incentive_collect_metrics()
+    per_iteration = (time.perf_counter() - started) / 5
+    assert per_iteration < 0.1, per_iteration  # an iteration of this size takes seconds
+
+
+def test_plr_over_explicit_candidates_checks_their_keys():
+    run = make_run(4)
+    plugin = plr(run, candidates={"incentives.0.params.s": [0.0, 0.5, 1.0]})
+    task = plugin.incentive_next_task(run, 1)
+    assert set(task) == {"incentives.0.params.s"} and task["incentives.0.params.s"].dtype == torch.float64
+    with pytest.raises(ValueError, match=r"curriculum\.params\.candidates.*'incentives\.0\.params\.q'"):
+        plr(run, candidates={"incentives.0.params.q": [0.0]})
+    no_levels = make_run(4)
+    no_levels.env.train_levels = None
+    with pytest.raises(ValueError, match="has no procedural levels"):
+        plr(no_levels)
+
+
+# --- learning progress -------------------------------------------------------
+
+
+def test_progress_distribution_by_hand():
+    fast = torch.tensor([0.5, 0.2, 0.1, 0.0], dtype=torch.float64)
+    slow = torch.tensor([0.2, 0.2, 0.3, 0.0], dtype=torch.float64)
+    p = progress_distribution(fast, slow, floor=0.2)
+    # LP = [0.3, 0, 0.2, 0] -> 0.8 * [0.6, 0, 0.4, 0] + 0.2 / 4
+    torch.testing.assert_close(p, torch.tensor([0.53, 0.05, 0.37, 0.05], dtype=torch.float64))
+    assert progress_distribution(slow, slow, floor=0.2).tolist() == [0.25] * 4
+
+
+def test_learning_progress_updates_success_averages_of_the_tasks_played():
+    run = make_run(2, levels=3)
+    plugin = LearningProgress(LearningProgress.Params(fast=0.5, slow=0.25, success_return=1.0))
+    plugin.incentive_setup(run)
+    plugin.running = torch.tensor([0, 1])
+    plugin.pending = torch.tensor([2, 2])
+    plugin.carried = torch.tensor([0.5, 0.0], dtype=torch.float64)
+    # instance 0: episode ends at t=1 with 0.5 + 1 + 0 = 1.5 (success, level 0), then 0 + 0 at t=3
+    # (failure, level 2); instance 1: ends at t=2 with 0 (failure, level 1), then 2 unfinished.
+    reward = [
+        [[1.0, 0.0], [0.0, 0.0]],
+        [[0.0, 0.0], [0.0, 0.0]],
+        [[0.0, 0.0], [0.0, 0.0]],
+        [[0.0, 0.0], [1.0, 1.0]],
+    ]
+    done = [[0, 0], [1, 0], [0, 1], [1, 0]]
+    plugin.incentive_update_curriculum(run, rollout(torch.zeros(4, 2, 2).tolist(), done, reward=reward))
+    assert plugin.fast_rate.tolist() == [0.5, 0.0, 0.0]
+    assert plugin.slow_rate.tolist() == [0.25, 0.0, 0.0]
+    assert plugin.episodes.tolist() == [1, 1, 1]
+    assert plugin.carried.tolist() == [0.0, 2.0]
+    assert plugin.running.tolist() == [2, 2]
+    metrics = plugin.incentive_collect_metrics()
+    assert metrics["curriculum/lp/max"] == 0.25 and metrics["curriculum/lp/tasks_tried"] == 1.0
+    # the next draws follow 0.9 * [1, 0, 0] + 0.1 / 3
+    run.num_envs = 30_000
+    plugin.incentive_next_task(run, 2)
+    freq = torch.bincount(plugin.pending, minlength=3).double() / 30_000
+    assert (freq - torch.tensor([0.9 + 0.1 / 3, 0.1 / 3, 0.1 / 3], dtype=torch.float64)).abs().max() < 0.01
+
+
+def test_learning_progress_fast_must_exceed_slow():
+    with pytest.raises(ValueError, match="fast"):
+        LearningProgress.Params(fast=0.01, slow=0.1)
+
+
+# --- schedule ----------------------------------------------------------------
+
+
+def test_interpolation_by_hand():
+    assert interpolate(1.0, 0.0, 0.25, "linear") == 0.75
+    assert interpolate(1.0, 0.0, 0.25, "cosine") == pytest.approx(1 - (1 - math.cos(math.pi / 4)) / 2)
+    assert interpolate(1.0, 0.0, 0.25, "step") == 0.0
+    assert interpolate(1.0, 0.0, 3.0, "linear") == 0.0
+
+
+def schedule(run, stages):
+    plugin = Schedule(Schedule.Params(stages=stages))
+    plugin.incentive_setup(run)
+    return plugin
+
+
+def test_schedule_advances_after_k_iterations_at_the_threshold_and_interpolates():
+    run = make_run(3)
+    plugin = schedule(
+        run,
+        [
+            {
+                "set": {"incentives.0.params.s": 1.0},
+                "advance": {"metric": "success", "threshold": 0.5, "for_iterations": 2},
+            },
+            {"set": {"incentives.0.params.s": 0.0}, "interpolation": "linear", "over_steps": 100},
+        ],
+    )
+    assert plugin.incentive_next_task(run)["incentives.0.params.s"].tolist() == [1.0] * 3
+    for value in (0.6, 0.4, 0.7):  # a miss resets the streak
+        plugin.incentive_iteration_end(run, {"designer/success": value})
+        assert plugin.stage == 0
+    plugin.incentive_iteration_end(run, {})  # no episodes, no designer metrics: the streak holds
+    run.global_step = 40
+    plugin.incentive_iteration_end(run, {"designer/success": 0.5})
+    assert plugin.stage == 1 and plugin.stage_start == 40
+    run.global_step = 65
+    assert plugin.incentive_next_task(run)["incentives.0.params.s"].tolist() == [0.75] * 3
+    assert plugin.incentive_collect_metrics() == {
+        "curriculum/stage": 1.0,
+        "curriculum/param/incentives.0.params.s": 0.75,
+    }
+
+
+def test_schedule_advances_after_n_steps_and_regresses_on_failure():
+    run = make_run(2)
+    stages = [
+        {"set": {"size": 5}, "advance": {"steps": 100}},
+        {"set": {"size": 9}, "regress": {"metric": "collective_return", "below": 1.0, "for_iterations": 2}},
+    ]
+    plugin = schedule(run, stages)
+    run.global_step = 99
+    plugin.incentive_iteration_end(run, {})
+    assert plugin.stage == 0
+    run.global_step = 100
+    plugin.incentive_iteration_end(run, {})
+    assert plugin.stage == 1
+    plugin.incentive_next_task(run)
+    assert run.env.set == {} and plugin.values == {"size": 9.0}
+    plugin.incentive_iteration_end(run, {"designer/collective_return": 0.5})
+    assert plugin.stage == 1
+    run.global_step = 150
+    plugin.incentive_iteration_end(run, {"designer/collective_return": 0.0})
+    assert plugin.stage == 0 and plugin.stage_start == 150
+    state = plugin.incentive_state_dict()
+    other = schedule(run, stages)
+    other.incentive_load_state_dict(state)
+    assert (other.stage, other.stage_start) == (0, 150)
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        (
+            {"set": {"s": 1.0}},
+            r"field 'curriculum\.params\.stages\.0\.set\.s'.*cannot change 's' per instance",
+        ),
+        (
+            {"set": {"incentives.0.params.x": 1.0}},
+            r"stages\.0\.set\.incentives\.0\.params\.x'.*no parameter 'x'",
+        ),
+        ({"set": {"incentives.0.params.aggregate": 1.0}}, "is not a number"),
+        (
+            {"set": {"size": 5}, "regress": {"metric": "designer/colective_return", "below": 1}},
+            r"stages\.0\.regress\.metric'.*unknown designer metric 'designer/colective_return'",
+        ),
+    ],
+)
+def test_schedule_bad_input_names_the_field(stage, message):
+    with pytest.raises(ValueError, match=message):
+        schedule(make_run(2), [stage])
+
+
+def test_schedule_stages_before_the_last_need_a_condition():
+    with pytest.raises(ValueError, match="stage 0 needs an 'advance' condition"):
+        Schedule.Params(stages=[{"set": {"size": 5}}, {"set": {"size": 6}}])
+    with pytest.raises(ValueError, match="needs over_steps"):
+        Schedule.Params(stages=[{"set": {"size": 5}, "interpolation": "linear"}])

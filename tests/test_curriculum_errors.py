@@ -1,0 +1,96 @@
+"""Bad curriculum input: one clear message naming the field, exit code 2 (through the CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_cli import assert_clean_error, run_cli
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+
+
+def run(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]:
+    args = ["run", str(RECIPES / recipe), "--quiet", "--set", f"log.dir={tmp_path}"]
+    args += ["--set", "log.wandb.mode=disabled", "--set", "train.total_steps=1", "--set", "env.num_envs=4"]
+    for override in overrides:
+        args += ["--set", override]
+    code, _, err = run_cli(capsys, *args)
+    return code, err
+
+
+@pytest.mark.parametrize(
+    ("recipe", "override", "fragments"),
+    [
+        (
+            "navigation_schedule.yaml",
+            "curriculum.params.stages.0.advance.metric=designer/sucess",
+            ["'curriculum.params.stages.0.advance.metric'", "unknown designer metric 'designer/sucess'"],
+        ),
+        (
+            "ipd_sharing_annealed.yaml",
+            "curriculum.params.stages.1.set={incentives.0.params.q: 0.0}",
+            ["'curriculum.params.stages.1.set.incentives.0.params.q'", "has no parameter 'q'"],
+        ),
+        (
+            "ipd_sharing_annealed.yaml",
+            "curriculum.params.stages.1.set={incentives.3.params.s: 0.0}",
+            ["'curriculum.params.stages.1.set.incentives.3.params.s'", "no plugin at 'incentives.3'"],
+        ),
+        (
+            "ipd_sharing_annealed.yaml",
+            "curriculum.params.stages.1.set={incentives.0.params.aggregate: 0.0}",
+            ["parameter 'aggregate' of plugin 'reward_sharing' is not a number"],
+        ),
+        (
+            "navigation_schedule.yaml",
+            "curriculum.params.stages.0.set={max_steps: 10}",
+            [
+                "'curriculum.params.stages.0.set.max_steps'",
+                "cannot change 'max_steps' per instance",
+                "level, size",
+            ],
+        ),
+        (
+            "navigation_plr.yaml",
+            "env.params.levels.test=150-299",
+            [
+                "env.params.levels",
+                "levels.train ('0-199') and levels.test ('150-299') overlap in 50 level(s)",
+            ],
+        ),
+        (
+            "navigation_plr.yaml",
+            "env.params.levels.train=0-3000000000",
+            ["env.params.levels", "levels.train: level ids must lie in 0..2147483647"],
+        ),
+        (
+            "navigation_schedule.yaml",
+            "curriculum.params.stages.0.set={level: -5}",
+            ["schedule", "incentive_next_task", "task 'level': level ids must lie in 0..2147483647"],
+        ),
+        (
+            "navigation_schedule.yaml",
+            "curriculum.params.stages.0.set={level: 10050}",
+            ["level 10050 is a held-out test level (env.params.levels.test)"],
+        ),
+        (
+            "navigation_schedule.yaml",
+            "curriculum.params.stages.0.set={size: 12}",
+            ["task 'size': sizes must lie in 5..9"],
+        ),
+        (
+            "navigation_plr.yaml",
+            "curriculum.params.candidates={incentives.0.params.s: [0.0, 1.0]}",
+            ["'curriculum.params.candidates'", "no plugin at 'incentives.0'"],
+        ),
+        (
+            "ipd_sharing_annealed.yaml",
+            "evaluate.every=1",
+            ["'evaluate.every'", "no held-out test levels"],
+        ),
+    ],
+)
+def test_bad_curriculum_input_is_one_clear_error(capsys, tmp_path, recipe, override, fragments):
+    code, err = run(capsys, tmp_path, recipe, override)
+    assert_clean_error(code, err, *fragments)

@@ -1,0 +1,188 @@
+"""Navigation: layouts from level seeds, per-instance levels at reset, held-out test levels."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from incentive.envs.levels import MAX_LEVEL, LevelRanges, parse_levels
+from incentive.envs.navigation import Navigation, NavigationParams, generate_layouts
+
+
+def make(num_envs: int = 4, **params) -> Navigation:
+    return Navigation(num_envs=num_envs, params=NavigationParams(**params))
+
+
+def reachable(walls: torch.Tensor, start: tuple[int, int]) -> set[tuple[int, int]]:
+    """Cells reachable from `start` by 4-moves through free cells (plain breadth-first search)."""
+    free = ~walls
+    seen, todo = {start}, deque([start])
+    while todo:
+        r, c = todo.popleft()
+        for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            nxt = (r + dr, c + dc)
+            if free[nxt].item() and nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_a_level_is_the_same_layout_everywhere_and_levels_differ():
+    params = NavigationParams()
+    levels = torch.arange(200)
+    once = generate_layouts(levels, torch.zeros(200, dtype=torch.long), params)
+    again = generate_layouts(levels.flip(0), torch.zeros(200, dtype=torch.long), params)
+    assert torch.equal(once.walls, again.walls.flip(0)) and torch.equal(once.goals, again.goals.flip(0))
+    distinct = {
+        (tuple(w.flatten().tolist()), tuple(g.flatten().tolist()))
+        for w, g in zip(once.walls, once.goals, strict=True)
+    }
+    assert len(distinct) > 150
+
+
+def test_layouts_respect_the_size_bounds_and_every_goal_is_reachable():
+    params = NavigationParams(num_agents=3, min_size=5, max_size=11)
+    levels = torch.arange(300)
+    layouts = generate_layouts(levels, torch.zeros(300, dtype=torch.long), params)
+    sizes = (~layouts.walls).any(2).sum(1)  # rows holding a free cell
+    assert sizes.min() >= 5 and sizes.max() <= 11 and len(set(sizes.tolist())) == 7
+    assert layouts.num_walls.max() >= 3  # rooms and doors do appear
+    for k in range(0, 300, 7):
+        walls = layouts.walls[k]
+        for r, c in layouts.spawns[k].tolist():
+            assert not walls[r, c]
+            region = reachable(walls, (r, c))
+            assert all(tuple(g) in region for g in layouts.goals[k].tolist()), k
+        # goals sit right of every wall, spawns left of every wall: each door is on the way
+        n = int(sizes[k])
+        inner = [c for c in range(1, n + 1) if walls[1 : n + 1, c].sum() == n - 1]
+        assert len(inner) == int(layouts.num_walls[k])
+        if inner:
+            assert layouts.spawns[k][:, 1].max() < min(inner) <= max(inner) < layouts.goals[k][:, 1].min()
+
+
+def test_the_task_size_overrides_the_level_size():
+    params = NavigationParams(min_size=5, max_size=9)
+    layouts = generate_layouts(torch.arange(10), torch.full((10,), 6), params)
+    assert ((~layouts.walls).any(2).sum(1) == 6).all()
+
+
+def test_a_size_task_is_rounded_and_zero_means_the_level_size():
+    env = make(3, max_steps=1)
+    env.reset(seed=0)
+    env.set_task({"level": torch.tensor([4, 4, 4]), "size": torch.tensor([6.4, 0.0, 8.5])})
+    env.step(torch.zeros(3, 2, dtype=torch.long))
+    own = int(
+        (~generate_layouts(torch.tensor([4]), torch.zeros(1, dtype=torch.long), env.params).walls[0])
+        .any(1)
+        .sum()
+    )
+    assert (~env.walls).any(2).sum(1).tolist() == [6, own, 8]
+
+
+def test_success_pays_every_agent_and_ends_the_episode():
+    env = make(1, num_agents=2)
+    env.reset(seed=0)
+    goals = env.goals[0]
+    env.pos[0, 0] = goals[0]
+    env.pos[0, 1] = (
+        goals[1] - torch.tensor([0, 1]) if not env.walls[0, goals[1][0], goals[1][1] - 1] else goals[1]
+    )
+    move = 0 if torch.equal(env.pos[0, 1], goals[1]) else 4  # step right onto the second goal
+    ts = env.step(torch.tensor([[0, move]]))
+    assert ts.reward.tolist() == [[1.0, 1.0]]
+    assert ts.terminated.tolist() == [True] and ts.truncated.tolist() == [False]
+    assert ts.info["success"].tolist() == [1.0]
+
+
+def test_time_limit_truncates():
+    env = make(2, max_steps=3)
+    env.reset(seed=0)
+    for _ in range(2):
+        ts = env.step(torch.zeros(2, 2, dtype=torch.long))
+        assert not ts.truncated.any()
+    ts = env.step(torch.zeros(2, 2, dtype=torch.long))
+    assert ts.truncated.all() and not ts.terminated.any() and ts.reward.sum() == 0
+
+
+def test_walls_block_moves():
+    env = make(1)
+    env.reset(seed=0)
+    env.pos[0, 0] = torch.tensor([1, 1])  # top-left interior corner: up and left are walls
+    env.step(torch.tensor([[1, 0]]))
+    assert env.pos[0, 0].tolist() == [1, 1]
+    env.step(torch.tensor([[3, 0]]))
+    assert env.pos[0, 0].tolist() == [1, 1]
+    env.step(torch.tensor([[2, 0]]))
+    assert env.pos[0, 0].tolist() == [2, 1]
+
+
+def test_a_level_task_applies_at_each_instance_next_reset():
+    env = make(2, max_steps=2)
+    env.reset(seed=0)
+    before = env.level.clone()
+    env.set_task({"level": torch.tensor([7, 8])})
+    env.step(torch.zeros(2, 2, dtype=torch.long))
+    assert torch.equal(env.level, before)  # mid-episode: unchanged
+    env.step(torch.zeros(2, 2, dtype=torch.long))  # the time limit ends both episodes
+    assert env.level.tolist() == [7, 8]
+    expected = generate_layouts(torch.tensor([7, 8]), torch.zeros(2, dtype=torch.long), env.params)
+    assert torch.equal(env.walls, expected.walls) and torch.equal(env.pos, expected.spawns)
+
+
+def test_without_a_task_each_reset_draws_a_training_level():
+    env = make(64, levels={"train": "100-104"})
+    env.reset(seed=3)
+    assert set(env.level.tolist()) == {100, 101, 102, 103, 104}
+    assert torch.equal(
+        env.level_difficulty(torch.tensor([100])),
+        generate_layouts(
+            torch.tensor([100]), torch.zeros(1, dtype=torch.long), env.params
+        ).num_walls.double(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ({"level": torch.tensor([-1, 3])}, r"task 'level': level ids must lie in 0\.\.2147483647"),
+        ({"level": torch.tensor([MAX_LEVEL + 1, 3])}, "must lie in"),
+        (
+            {"level": torch.tensor([5, 10005])},
+            r"level 10005 is a held-out test level \(env.params.levels.test\)",
+        ),
+        ({"level": torch.tensor([1.5, 2.0])}, "whole numbers"),
+        ({"size": torch.tensor([4, 5])}, r"task 'size': sizes must lie in 5\.\.9"),
+        ({"max_steps": torch.tensor([4, 5])}, r"no task parameter\(s\) \['max_steps'\]"),
+    ],
+)
+def test_bad_tasks_are_errors_naming_the_key(task, message):
+    env = make(2, levels={"train": "0-999", "test": "10000-10099"})
+    with pytest.raises(ValueError, match=message):
+        env.set_task(task)
+
+
+def test_level_ranges_parse_and_keep_test_levels_apart():
+    assert parse_levels("3-6", field="f").tolist() == [3, 4, 5, 6]
+    assert parse_levels("9", field="f").tolist() == [9]
+    assert parse_levels([5, 1, 5], field="f").tolist() == [1, 5]
+    ranges = LevelRanges(train="0-999", test="10000-10099")
+    assert len(ranges.train_ids()) == 1000 and ranges.test_ids()[0] == 10000
+    with pytest.raises(
+        ValidationError, match=r"levels.train .* and levels.test .* overlap in 100 level\(s\), e.g. 900"
+    ):
+        LevelRanges(train="0-999", test="900-1099")
+    with pytest.raises(ValidationError, match=r"levels.test: level ids must lie in 0\.\.2147483647"):
+        LevelRanges(train="0-9", test=[2**31])
+    with pytest.raises(ValidationError, match=r"levels.train: expected 'first-last'"):
+        LevelRanges(train="zero-nine")
+    with pytest.raises(ValidationError, match="empty"):
+        LevelRanges(train="9-3")
+
+
+def test_params_check_sizes():
+    with pytest.raises(ValidationError, match="min_size"):
+        NavigationParams(min_size=8, max_size=6)
