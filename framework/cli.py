@@ -15,12 +15,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from incentive import hookimpl
 from incentive.errors import IncentiveError
-from incentive.recipe import Recipe, load_recipe
 
 __all__ = ["main"]
 
@@ -31,6 +28,8 @@ class ProgressBar:
     """Shows steps, steps/s and the designer's objective while a run trains."""
 
     def __init__(self, console: Console, objective: str, total_steps: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.objective = objective
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -75,6 +74,8 @@ def _number(value: Any) -> str:
 
 
 def _summary(console: Console, run_dir: Path, metrics: dict[str, Any]) -> None:
+    from rich.table import Table
+
     table = Table(title="summary (last iteration)", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -87,6 +88,7 @@ def _summary(console: Console, run_dir: Path, metrics: dict[str, Any]) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from incentive.recipe import load_recipe
     from incentive.runner import load_run_recipe, resume_run, start_run
 
     if args.resume:
@@ -114,6 +116,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from incentive.loop import check_objectives, make_env
     from incentive.plugin_manager import make_plugin_manager
+    from incentive.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.set)
     pm = make_plugin_manager(recipe)
@@ -127,41 +130,127 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_plugins(args: argparse.Namespace, console: Console) -> int:
-    from incentive.plugin_manager import available_plugins, hook_families
+    from incentive.listings import list_plugins
 
-    table = Table(show_header=True)
-    for column in ("plugin", "hook families", "from", "import path"):
-        table.add_column(column)
-    for name, info in available_plugins().items():
-        try:
-            families = ", ".join(hook_families(info.load()))
-        except Exception as exc:
-            families = f"[red]fails to import: {type(exc).__name__}: {exc}[/red]"
-        table.add_row(name, families, info.source, info.value)
-    console.print(table)
+    rows = list_plugins()
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        return 0
+    columns = ("plugin", "hook families", "from", "import path")
+    _listing(
+        console,
+        columns,
+        [(r.name, r.error or ", ".join(r.families), r.source, r.import_path) for r in rows],
+    )
     return 0
 
 
 def _cmd_envs(args: argparse.Namespace, console: Console) -> int:
-    from incentive.envs.registry import available_envs, load_env_class
+    from incentive.listings import env_details, list_envs
+
+    if args.details:
+        try:
+            text = env_details(args.details)
+        except KeyError:
+            known = ", ".join(row.id for row in list_envs())
+            raise IncentiveError(f"--details: no env {args.details!r}. Installed envs: {known}") from None
+        print(text, end="")
+        return 0
+    rows = list_envs()
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        return 0
+    _listing(
+        console,
+        ("env", "summary", "from", "import path"),
+        [(r.id, r.error or r.summary, r.source, r.import_path) for r in rows],
+    )
+    return 0
+
+
+def _listing(console: Console, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A table in a terminal (names never cut: other columns wrap); tab-separated lines in a pipe."""
+    if not sys.stdout.isatty():
+        for row in rows:
+            print("\t".join(row))
+        return
+    from rich.table import Table
 
     table = Table(show_header=True)
-    for column in ("env", "agents", "summary", "import path"):
-        table.add_column(column)
-    for name, value in available_envs().items():
-        try:
-            cls = load_env_class(name)
-            env = cls(num_envs=1, params=cls.Params())
-            agents = ", ".join(env.possible_agents)
-            summary = (cls.__doc__ or "").strip().splitlines()[0]
-        except Exception as exc:
-            agents, summary = "?", f"[red]fails to load: {type(exc).__name__}: {exc}[/red]"
-        table.add_row(name, agents, summary, value)
+    table.add_column(columns[0], no_wrap=True)
+    for column in columns[1:]:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
     console.print(table)
+
+
+def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
+    from incentive.plots import plot_arms
+    from incentive.results import group_runs, load_runs, resolve_metric
+
+    runs = load_runs(args.runs)
+    available = list(dict.fromkeys(m for run in runs for m in run.metric_names()))
+    names = args.metric or list(dict.fromkeys(m for run in runs for m in run.objectives))
+    metrics = [resolve_metric(name, available) for name in names]
+    arms = group_runs(runs)
+    out = plot_arms(arms, metrics, args.out)
+    console.print(f"{len(runs)} run(s) in {len(arms)} arm(s): wrote {out}", highlight=False)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from incentive.compare import comparison_rows, comparison_table, improvement, pick_arm
+    from incentive.results import group_runs, load_runs, resolve_metric
+
+    runs = load_runs(args.runs)
+    available = list(dict.fromkeys(m for run in runs for m in run.metric_names()))
+    if args.metric:
+        metrics = [resolve_metric(name, available) for name in args.metric]
+    else:
+        objectives = list(dict.fromkeys(m for run in runs for m in run.objectives))
+        others = [m for m in available if m.startswith("designer/") and not m.startswith("designer/return/")]
+        metrics = list(dict.fromkeys([*objectives, *others]))
+    arms = group_runs(runs)
+    found = None
+    if args.improvement:
+        x, y = (pick_arm(arms, key) for key in args.improvement)
+        found = [improvement(x, y, metric) for metric in metrics]
+    if args.json:
+        rows = comparison_rows(arms, metrics)
+        for row in rows:
+            row["cells"] = {m: (None if c is None else vars(c)) for m, c in row["cells"].items()}
+        data = {"metrics": metrics, "arms": rows, "improvement": [vars(i) for i in found or []]}
+        print(json.dumps(data, indent=2))
+        return 0
+    print(comparison_table(arms, metrics))
+    print(
+        "\nfinal value of a run: mean over the last 10% of its iterations that report the metric; "
+        "IQM over runs with a 95% stratified bootstrap CI"
+    )
+    for result in found or []:
+        print(
+            f"P({result.x} > {result.y}) on {result.metric}: {result.probability:.3f} "
+            f"[{result.low:.3f}, {result.high:.3f}]"
+        )
+    return 0
+
+
+def _cmd_new_plugin(args: argparse.Namespace, console: Console) -> int:
+    from incentive.scaffold import write_plugin_package
+
+    root = write_plugin_package(args.name, Path(args.dir) if args.dir else None)
+    console.print(
+        f"wrote {root}: `pip install -e {root}`, then `incentive plugins` lists {args.name!r}, "
+        f"and `pytest {root}` runs its test",
+        highlight=False,
+    )
     return 0
 
 
 def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    from incentive.recipe import Recipe
+
     print(json.dumps(Recipe.model_json_schema(), indent=2))
     return 0
 
@@ -189,8 +278,34 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("recipe", help="recipe YAML file")
     validate.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     validate.set_defaults(func=_cmd_validate)
-    sub.add_parser("plugins", help="list installed plugins").set_defaults(func=_cmd_plugins)
-    sub.add_parser("envs", help="list installed environments").set_defaults(func=_cmd_envs)
+    plugins = sub.add_parser("plugins", help="list installed plugins")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(func=_cmd_plugins)
+    envs = sub.add_parser("envs", help="list installed environments")
+    envs.add_argument("--json", action="store_true", help="machine-readable output")
+    envs.add_argument(
+        "--details", metavar="ID", help="an env's page: agents, actions, observations, parameters"
+    )
+    envs.set_defaults(func=_cmd_envs)
+    plot = sub.add_parser("plot", help="learning curves of runs; seeds of one recipe as mean and 95%% band")
+    plot.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, globs or folders of runs")
+    plot.add_argument("--metric", action="append", help="metric to draw (repeatable; default: the objective)")
+    plot.add_argument("--out", default="plot.png", help="picture to write (default: plot.png)")
+    plot.set_defaults(func=_cmd_plot)
+    compare = sub.add_parser("compare", help="final designer metrics per arm: IQM and 95%% bootstrap CIs")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB")
+    compare.add_argument(
+        "--metric", action="append", help="metric to compare (repeatable; default: every designer metric)"
+    )
+    compare.add_argument(
+        "--improvement", nargs=2, metavar=("A", "B"), help="P(A > B) between two arms (number or label)"
+    )
+    compare.add_argument("--json", action="store_true", help="machine-readable output")
+    compare.set_defaults(func=_cmd_compare)
+    new_plugin = sub.add_parser("new-plugin", help="write a ready-to-install plugin package")
+    new_plugin.add_argument("name", help="plugin name (a Python identifier, e.g. my_bonus)")
+    new_plugin.add_argument("--dir", help="where to write the package (default: ./incentive-<name>)")
+    new_plugin.set_defaults(func=_cmd_new_plugin)
     sub.add_parser("schema", help="print the recipe JSON schema").set_defaults(func=_cmd_schema)
     return parser
 

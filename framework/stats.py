@@ -30,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 
 __all__ = [
+    "bootstrap_band",
     "interquartile_mean",
     "probability_of_improvement",
     "probability_of_improvement_ci",
@@ -184,3 +185,32 @@ def probability_of_improvement_ci(
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def bootstrap_band(
+    curves: np.ndarray | list, *, confidence: float = 0.95, reps: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise bootstrap confidence band of the mean curve, resampling whole runs.
+
+    Each replicate draws runs with replacement (a run keeps its whole curve)
+    and averages them point by point; the band is the percentile interval of
+    those means at each point.
+
+    Args:
+        curves: [runs, points], run r's value at each shared x.
+        confidence: the band's coverage.
+        reps: bootstrap replicates.
+        seed: seed of the numpy generator.
+
+    Returns:
+        (low, high), each [points].
+
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    x = _as_matrix(curves, "curves")
+    index = np.random.default_rng(seed).integers(0, x.shape[0], size=(reps, x.shape[0]))
+    means = x[index].mean(axis=1)  # [reps, points]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
+    return low, high

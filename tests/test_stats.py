@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from incentive.stats import (
+    bootstrap_band,
     interquartile_mean,
     probability_of_improvement,
     probability_of_improvement_ci,
@@ -107,3 +108,14 @@ def test_probability_of_improvement_ci():
     low, high = probability_of_improvement_ci([1.0, 3.0, 5.0, 7.0], [2.0, 4.0, 6.0, 8.0], seed=4)
     assert 0.0 <= low < probability_of_improvement([1.0, 3.0, 5.0, 7.0], [2.0, 4.0, 6.0, 8.0]) < high <= 1.0
     assert (low, high) == probability_of_improvement_ci([1.0, 3.0, 5.0, 7.0], [2.0, 4.0, 6.0, 8.0], seed=4)
+
+
+def test_bootstrap_band_by_hand():
+    # two runs, curves [0, 2] and [1, 2]: at x0 replicate means are 0, 0.5, 1 -> band [0, 1];
+    # at x1 both runs are 2 -> band [2, 2]
+    low, high = bootstrap_band([[0.0, 2.0], [1.0, 2.0]], reps=4000)
+    assert low.tolist() == [0.0, 2.0] and high.tolist() == [1.0, 2.0]
+    # runs are resampled whole: curve points of one replicate come from the same runs
+    low, high = bootstrap_band([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], reps=500, seed=3)
+    assert np.array_equal(low, [low[0], low[0]]) and np.array_equal(high, [high[0], high[0]])
+    assert 0.0 <= low[0] < 1.0 < high[0] <= 2.0
