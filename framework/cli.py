@@ -177,7 +177,8 @@ def _listing(console: Console, columns: tuple[str, ...], rows: list[tuple[str, .
     from rich.table import Table
 
     table = Table(show_header=True)
-    table.add_column(columns[0], no_wrap=True)
+    widest = max([len(columns[0]), *(len(row[0]) for row in rows)])
+    table.add_column(columns[0], no_wrap=True, min_width=widest)
     for column in columns[1:]:
         table.add_column(column, overflow="fold")
     for row in rows:

@@ -338,3 +338,24 @@ def incentive_load_state_dict(run: RunContext, state: dict[str, Any]) -> None:
             self.smoothed = state["smoothed"]
 
     """
+
+
+# ---------------------------------------------------------------------------
+# families (what `incentive plugins` shows; one entry per hook above)
+# ---------------------------------------------------------------------------
+
+FAMILIES = {
+    "incentive_shape_reward": "reward shaping",
+    "incentive_next_task": "curriculum",
+    "incentive_update_curriculum": "curriculum",
+    "incentive_pick_opponents": "opponent sampling",
+    "incentive_update_population": "opponent sampling",
+    "incentive_search_space": "search",
+    "incentive_setup": "lifecycle",
+    "incentive_iteration_end": "lifecycle",
+    "incentive_run_end": "lifecycle",
+    "incentive_collect_metrics": "logging",
+    "incentive_state_dict": "state",
+    "incentive_load_state_dict": "state",
+}
+"""Hook name -> the family it belongs to."""

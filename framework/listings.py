@@ -72,8 +72,15 @@ def _is_hookimpl(decorator: ast.expr, aliases: set[str]) -> bool:
     return isinstance(target, ast.Attribute) and target.attr == "hookimpl"
 
 
-def static_class(import_path: str) -> StaticClass | None:
-    """Read `module:Class` from source without running it; None where only an import can tell."""
+def static_class(import_path: str, *, inherited_hooks_matter: bool = True) -> StaticClass | None:
+    """Read `module:Class` from source without running it; None where only an import can tell.
+
+    Args:
+        import_path: the entry point's `module:Class`.
+        inherited_hooks_matter: a class with base classes may inherit hooks, so
+            it is not read from source (plugins); envs need only the docstring.
+
+    """
     module, _, qualname = import_path.partition(":")
     if not qualname or "." in qualname:
         return None
@@ -93,7 +100,9 @@ def static_class(import_path: str) -> StaticClass | None:
             aliases |= {a.asname or a.name for a in node.names if a.name == "hookimpl"}
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == qualname:
-            if any(not (isinstance(b, ast.Name) and b.id == "object") for b in node.bases):
+            if inherited_hooks_matter and any(
+                not (isinstance(b, ast.Name) and b.id == "object") for b in node.bases
+            ):
                 return None  # hooks may be inherited: ask the imported class
             hooks = [
                 item.name
@@ -117,7 +126,7 @@ def _source(ep: Any) -> str:
 
 def list_plugins() -> list[ListedPlugin]:
     """Every installed plugin, sorted by name, with the hook families it implements."""
-    from incentive.plugin_manager import FAMILIES, hook_families
+    from incentive.hookspecs import FAMILIES
 
     rows = []
     for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
@@ -126,6 +135,8 @@ def list_plugins() -> list[ListedPlugin]:
         if found is not None:
             families = list(dict.fromkeys(FAMILIES[h] for h in found.hooks if h in FAMILIES))
         else:
+            from incentive.plugin_manager import hook_families
+
             try:
                 families = hook_families(ep.load())
             except Exception as exc:  # a broken third-party package must not break the listing
@@ -143,7 +154,7 @@ def list_envs() -> list[ListedEnv]:
     rows = []
     for ep in sorted(entry_points(group=ENV_GROUP), key=lambda e: e.name):
         error = None
-        found = static_class(ep.value)
+        found = static_class(ep.value, inherited_hooks_matter=False)
         if found is not None:
             summary = _summary(found.docstring) or _summary(found.module_docstring)
         else:
@@ -159,7 +170,8 @@ def list_envs() -> list[ListedEnv]:
 def _field_lines(model: Any) -> list[str]:
     lines = []
     for name, info in model.model_fields.items():
-        kind = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
+        annotation = info.annotation
+        kind = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
         default = (
             "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
         )
