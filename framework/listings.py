@@ -133,7 +133,7 @@ def list_plugins() -> list[ListedPlugin]:
         error = None
         found = static_class(ep.value)
         if found is not None:
-            families = list(dict.fromkeys(FAMILIES[h] for h in found.hooks if h in FAMILIES))
+            families = list(dict.fromkeys(family for hook, family in FAMILIES.items() if hook in found.hooks))
         else:
             from incentive.plugin_manager import hook_families
 
