@@ -196,7 +196,7 @@ def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
     metrics = [resolve_metric(name, available) for name in names]
     arms = group_runs(runs)
     out = plot_arms(arms, metrics, args.out)
-    console.print(f"{len(runs)} run(s) in {len(arms)} arm(s): wrote {out}", highlight=False)
+    print(f"{len(runs)} run(s) in {len(arms)} arm(s): wrote {out}")
     return 0
 
 
@@ -241,11 +241,9 @@ def _cmd_new_plugin(args: argparse.Namespace, console: Console) -> int:
     from incentive.scaffold import write_plugin_package
 
     root = write_plugin_package(args.name, Path(args.dir) if args.dir else None)
-    console.print(
-        f"wrote {root}: `pip install -e {root}`, then `incentive plugins` lists {args.name!r}, "
-        f"and `pytest {root}` runs its test",
-        highlight=False,
-    )
+    print(f"wrote {root}/ (pyproject.toml, incentive_{args.name}.py, tests/test_{args.name}.py, README.md)")
+    print(f"next: pip install -e {root}    # then `incentive plugins` lists {args.name}")
+    print(f"      pytest {root}            # its tests, one trains a tiny recipe with the plugin")
     return 0
 
 
