@@ -136,7 +136,12 @@ def incentive_shape_reward(run: RunContext, step: StepBatch) -> dict[str, torch.
 
     Args:
         run: the run context.
-        step: the batched step (rewards [E, A], dones [E], ...).
+        step: the batched step, a `StepBatch` (E instances, A agents):
+            `obs` / `next_obs` / `final_obs` (agent -> float32 [E, *obs]),
+            `actions` (int64 [E, A]), `reward` (float32 [E, A], extrinsic),
+            `terminated` / `truncated` / `done` (bool [E]), `acting` and
+            `learner_seats` (bool [E, A]), `info` (counter -> float32 [E]),
+            `episode_step` (int64 [E]). See `incentive.StepBatch`.
 
     Returns:
         term name -> tensor [E, A] (finite floats), or None. Every plugin's
