@@ -193,6 +193,10 @@ def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
     runs = load_runs(args.runs)
     available = list(dict.fromkeys(m for run in runs for m in run.metric_names()))
     names = args.metric or list(dict.fromkeys(m for run in runs for m in run.objectives))
+    if not names:
+        raise IncentiveError(
+            "incentive plot: these runs' recipes name no objective; choose with --metric NAME"
+        )
     metrics = [resolve_metric(name, available) for name in names]
     arms = group_runs(runs)
     out = plot_arms(arms, metrics, args.out)
@@ -211,7 +215,11 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     else:
         objectives = list(dict.fromkeys(m for run in runs for m in run.objectives))
         others = [m for m in available if m.startswith("designer/") and not m.startswith("designer/return/")]
-        metrics = list(dict.fromkeys([*objectives, *others]))
+        metrics = [m for m in dict.fromkeys([*objectives, *others]) if m in available]
+        if not metrics:
+            raise IncentiveError(
+                "incentive compare: no designer metric in these runs (no episode ended); train longer"
+            )
     arms = group_runs(runs)
     found = None
     if args.improvement:

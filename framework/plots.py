@@ -63,6 +63,8 @@ def _figure(panels: int) -> tuple[Figure, list[Axes]]:
         left=0.85 / w, right=1 - 0.15 / w, bottom=0.55 / h, top=1 - 0.6 / h, wspace=0.4, hspace=0.6
     )
     axes = [fig.add_subplot(rows, columns, i + 1) for i in range(max(1, panels))]
+    for ax in axes:
+        ax.xaxis.set_major_formatter("{x:,.0f}")
     return fig, axes
 
 
@@ -132,7 +134,7 @@ def run_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.set_xlabel(X_LABEL)
         ax.set_ylabel("return per episode")
         ax.legend(fontsize=8)
-    fig.suptitle(f"{run.name}: {run.path}", fontsize=9, y=1 - 0.08 / fig.get_figheight(), va="top")
+    fig.suptitle(f"{run.name}, run {run.path.name}", fontsize=9, y=1 - 0.08 / fig.get_figheight(), va="top")
     return _save(fig, out)
 
 
