@@ -1,4 +1,4 @@
-"""The `incentive` command: run, validate, plugins, envs, schema.
+"""The `incentive` command: run, validate, plot, compare, plugins, envs, new-plugin, schema.
 
 Terminal output lives here and nowhere else: the progress bar is a small
 plugin the CLI registers for the run. Errors the user can fix print as one
@@ -187,61 +187,16 @@ def _listing(console: Console, columns: tuple[str, ...], rows: list[tuple[str, .
 
 
 def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
-    from incentive.plots import plot_arms
-    from incentive.results import group_runs, load_runs, resolve_metric
+    from incentive.plots import plot_runs
 
-    runs = load_runs(args.runs)
-    available = list(dict.fromkeys(m for run in runs for m in run.metric_names()))
-    names = args.metric or list(dict.fromkeys(m for run in runs for m in run.objectives))
-    if not names:
-        raise IncentiveError(
-            "incentive plot: these runs' recipes name no objective; choose with --metric NAME"
-        )
-    metrics = [resolve_metric(name, available) for name in names]
-    arms = group_runs(runs)
-    out = plot_arms(arms, metrics, args.out)
-    print(f"{len(runs)} run(s) in {len(arms)} arm(s): wrote {out}")
+    print(plot_runs(args.runs, metrics=args.metric, out=args.out))
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from incentive.compare import comparison_rows, comparison_table, improvement, pick_arm
-    from incentive.results import group_runs, load_runs, resolve_metric
+    from incentive.compare import compare_runs
 
-    runs = load_runs(args.runs)
-    available = list(dict.fromkeys(m for run in runs for m in run.metric_names()))
-    if args.metric:
-        metrics = [resolve_metric(name, available) for name in args.metric]
-    else:
-        objectives = list(dict.fromkeys(m for run in runs for m in run.objectives))
-        others = [m for m in available if m.startswith("designer/") and not m.startswith("designer/return/")]
-        metrics = [m for m in dict.fromkeys([*objectives, *others]) if m in available]
-        if not metrics:
-            raise IncentiveError(
-                "incentive compare: no designer metric in these runs (no episode ended); train longer"
-            )
-    arms = group_runs(runs)
-    found = None
-    if args.improvement:
-        x, y = (pick_arm(arms, key) for key in args.improvement)
-        found = [improvement(x, y, metric) for metric in metrics]
-    if args.json:
-        rows = comparison_rows(arms, metrics)
-        for row in rows:
-            row["cells"] = {m: (None if c is None else vars(c)) for m, c in row["cells"].items()}
-        data = {"metrics": metrics, "arms": rows, "improvement": [vars(i) for i in found or []]}
-        print(json.dumps(data, indent=2))
-        return 0
-    print(comparison_table(arms, metrics))
-    print(
-        "\nfinal value of a run: mean over the last 10% of its iterations that report the metric; "
-        "IQM over runs with a 95% stratified bootstrap CI"
-    )
-    for result in found or []:
-        print(
-            f"P({result.x} > {result.y}) on {result.metric}: {result.probability:.3f} "
-            f"[{result.low:.3f}, {result.high:.3f}]"
-        )
+    print(compare_runs(args.runs, metrics=args.metric, improvement_arms=args.improvement, as_json=args.json))
     return 0
 
 

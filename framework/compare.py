@@ -12,12 +12,13 @@ stratum is the arm's one env, so runs are resampled with replacement).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from incentive.errors import IncentiveError
-from incentive.results import Arm
+from incentive.results import Arm, group_runs, load_runs, resolve_metric
 from incentive.stats import (
     interquartile_mean,
     probability_of_improvement,
@@ -28,6 +29,7 @@ from incentive.stats import (
 __all__ = [
     "Cell",
     "Improvement",
+    "compare_runs",
     "comparison_rows",
     "comparison_table",
     "format_number",
@@ -147,3 +149,59 @@ def improvement(x: Arm, y: Arm, metric: str, *, seed: int = 0) -> Improvement:
         low=low,
         high=high,
     )
+
+
+def compare_runs(
+    patterns: list[str],
+    *,
+    metrics: list[str] | None = None,
+    improvement_arms: list[str] | None = None,
+    as_json: bool = False,
+) -> str:
+    """What `incentive compare` prints: the arms' table (or JSON) and P(A > B) if asked.
+
+    Args:
+        patterns: run directories, globs or folders of runs.
+        metrics: metric names (default: the recipes' objectives, then every
+            other designer metric except per-agent returns).
+        improvement_arms: two arms (number or label) for P(A > B) on every metric.
+        as_json: JSON instead of a table.
+
+    Raises:
+        IncentiveError: no runs, an unknown metric or arm, or no designer metric at all.
+
+    """
+    runs = load_runs(patterns)
+    available = list(dict.fromkeys(m for run in runs for m in run.metric_names()))
+    if metrics:
+        chosen = [resolve_metric(name, available) for name in metrics]
+    else:
+        objectives = [m for run in runs for m in run.objectives]
+        others = [m for m in available if m.startswith("designer/") and not m.startswith("designer/return/")]
+        chosen = [m for m in dict.fromkeys([*objectives, *others]) if m in available]
+        if not chosen:
+            raise IncentiveError(
+                "incentive compare: no designer metric in these runs (no episode ended); train longer"
+            )
+    arms = group_runs(runs)
+    found = []
+    if improvement_arms:
+        x, y = (pick_arm(arms, key) for key in improvement_arms)
+        found = [improvement(x, y, metric) for metric in chosen]
+    if as_json:
+        rows = comparison_rows(arms, chosen)
+        for row in rows:
+            row["cells"] = {m: (None if c is None else vars(c)) for m, c in row["cells"].items()}
+        return json.dumps(
+            {"metrics": chosen, "arms": rows, "improvement": [vars(i) for i in found]}, indent=2
+        )
+    lines = [
+        comparison_table(arms, chosen),
+        "",
+        "final value of a run: mean over the last 10% of its iterations that report the metric; "
+        "IQM over runs with a 95% stratified bootstrap CI",
+    ]
+    lines += [
+        f"P({r.x} > {r.y}) on {r.metric}: {r.probability:.3f} [{r.low:.3f}, {r.high:.3f}]" for r in found
+    ]
+    return "\n".join(lines)

@@ -24,14 +24,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from incentive.results import Arm, RunData, load_run
+from incentive.errors import IncentiveError
+from incentive.results import Arm, RunData, group_runs, load_run, load_runs, resolve_metric
 from incentive.stats import bootstrap_band
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["CURVES_FILE", "PANEL_INCHES", "DPI", "figure_size", "plot_arms", "run_curves", "write_run_curves"]
+__all__ = [
+    "CURVES_FILE",
+    "DPI",
+    "PANEL_INCHES",
+    "figure_size",
+    "plot_arms",
+    "plot_runs",
+    "run_curves",
+    "write_run_curves",
+]
 
 CURVES_FILE = "curves.png"
 DPI = 100
@@ -191,3 +201,28 @@ def plot_arms(arms: list[Arm], metrics: list[str], out: str | Path) -> Path:
         ax.set_ylabel(_y_label(metric))
     axes[0].legend(fontsize=7)
     return _save(fig, Path(out))
+
+
+def plot_runs(patterns: list[str], *, metrics: list[str] | None = None, out: str | Path) -> str:
+    """What `incentive plot` does: group the runs into arms, draw them, say what was written.
+
+    Args:
+        patterns: run directories, globs or folders of runs.
+        metrics: metric names (default: the recipes' objectives).
+        out: the picture's path.
+
+    Raises:
+        IncentiveError: no runs, an unknown metric, or no metric to draw.
+
+    """
+    runs = load_runs(patterns)
+    available = list(dict.fromkeys(m for run in runs for m in run.metric_names()))
+    names = metrics or list(dict.fromkeys(m for run in runs for m in run.objectives))
+    if not names:
+        raise IncentiveError(
+            "incentive plot: these runs' recipes name no objective; choose with --metric NAME"
+        )
+    chosen = [resolve_metric(name, available) for name in names]
+    arms = group_runs(runs)
+    written = plot_arms(arms, chosen, out)
+    return f"{len(runs)} run(s) in {len(arms)} arm(s): wrote {written}"

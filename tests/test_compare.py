@@ -173,3 +173,11 @@ def test_reproductions_table_prints_iqm_and_ci(tmp_path: Path):
     assert lines[3].split(" | ")[2].strip() == "5.000 [4.000, 6.000]"
     assert lines[3].endswith("never, 2,432 (18s), 2,432 (18s)")
     assert [cell.strip() for cell in lines[2].split(" | ")[3:5]] == ["2,560", "2.0"]
+
+
+def test_compare_of_runs_without_finished_episodes_says_so(capsys, tmp_path: Path):
+    write_run(tmp_path / "runs" / "r", [None, None])
+    assert main(["compare", str(tmp_path / "runs")]) == 2
+    assert "no designer metric in these runs" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "no run logged it" in capsys.readouterr().err
