@@ -169,7 +169,7 @@ def _arm_curve(arm: Arm, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
     for steps, _ in series[1:]:
         common = np.intersect1d(common, steps)
     values = np.stack([v[np.isin(s, common)] for s, v in series])  # [runs, points]
-    if len(series) == 1:
+    if len(series) == 1 or len(common) == 0:
         return common, values[0], None, None
     low, high = bootstrap_band(values)
     return common, values.mean(axis=0), low, high

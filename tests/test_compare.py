@@ -181,3 +181,11 @@ def test_compare_of_runs_without_finished_episodes_says_so(capsys, tmp_path: Pat
     assert "no designer metric in these runs" in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "x.png")]) == 2
     assert "no run logged it" in capsys.readouterr().err
+
+
+def test_plot_of_an_arm_whose_runs_share_no_step(capsys, tmp_path: Path):
+    write_run(tmp_path / "runs" / "a", [1.0, None], seed=0)
+    write_run(tmp_path / "runs" / "b", [None, 2.0], seed=1)
+    assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "x.png")]) == 0
+    assert "2 run(s) in 1 arm(s)" in capsys.readouterr().out
+    assert png_size(tmp_path / "x.png") == (400, 300)
