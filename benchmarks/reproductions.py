@@ -2,9 +2,12 @@
 
 Each experiment trains several incentive structures side by side on one env,
 with equal step budgets and several seeds, and prints the designer's metrics
-(averaged over the iterations in the last 10% of each run's steps that
-finished episodes, at least the last such iteration, then over seeds: mean and
-min-max) and the wall time. Pick experiments by name:
+through the table code of `incentive compare` (`incentive.compare`): each
+run's final value (the mean over the last 10% of its iterations that report
+the metric, at least one), then the interquartile mean over seeds with a 95%
+stratified bootstrap confidence interval (Agarwal et al. 2021), and the wall
+time. The runs stay in a temporary directory (printed), so `incentive compare`
+and `incentive plot` can be pointed at them afterwards. Pick experiments by name:
 
     python benchmarks/reproductions.py ipd          # prisoner's dilemma, sharing weight s in 0..1
     python benchmarks/reproductions.py coin_game
@@ -17,12 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from incentive.compare import comparison_rows, format_table
 from incentive.recipe import load_recipe
+from incentive.results import Arm as RunsOfArm
+from incentive.results import RunData, load_run
 from incentive.runner import start_run
 
 RECIPES = Path(__file__).parent.parent / "recipes"
@@ -137,7 +144,17 @@ EXPERIMENTS: dict[str, Experiment] = {
 }  # fmt: skip
 
 
-def run_arm(arm: Arm, seed: int, out: str, steps: int | None) -> tuple[list[dict], float]:
+@dataclass
+class ArmResult:
+    """An arm's runs (one per seed), their wall times and threshold crossings."""
+
+    runs: RunsOfArm
+    walls: list[float] = field(default_factory=list)
+    crossings: list[tuple[int, float] | None] = field(default_factory=list)
+
+
+def run_arm(arm: Arm, seed: int, out: str, steps: int | None) -> tuple[RunData, float]:
+    """Train one seed of an arm; its metrics lines carry `seconds` (training time so far, from perf.jsonl)."""
     overrides = [*arm.overrides, f"seed={seed}", f"log.dir={out}", "log.wandb.mode=disabled"]
     if steps:
         overrides.append(f"train.total_steps={steps}")
@@ -145,33 +162,41 @@ def run_arm(arm: Arm, seed: int, out: str, steps: int | None) -> tuple[list[dict
     started = time.perf_counter()
     run_dir, _ = start_run(recipe, run_id=f"{arm.label}-{seed}".replace(" ", "_").replace("/", "_"))
     elapsed = time.perf_counter() - started
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    run = load_run(run_dir)
     perf = [json.loads(line) for line in (run_dir / "perf.jsonl").read_text().splitlines()]
     per_iteration = recipe.env.num_envs * recipe.learner.rollout_steps
     seconds = 0.0
-    for line, timing in zip(lines, perf, strict=True):
+    for line, timing in zip(run.lines, perf, strict=True):
         seconds += per_iteration / timing["perf/steps_per_s"]
         line["seconds"] = seconds
-    return lines, elapsed
+    return run, elapsed
 
 
 def first_crossing(lines: list[dict], metric: str, value: float) -> tuple[int, float] | None:
     """(env step, training seconds) of the first iteration where the metric reaches value."""
     for line in lines:
-        if line.get(f"designer/{metric}", float("-inf")) >= value:
+        reached = line.get(f"designer/{metric}")
+        if reached is not None and reached >= value:
             return line["train/global_step"], line["seconds"]
     return None
 
 
-def final_lines(lines: list[dict], key: str) -> list[dict]:
-    """Iterations in the last 10% of the run's steps that report `key` (at least the last one)."""
-    reporting = [line for line in lines if key in line]
-    cutoff = 0.9 * lines[-1]["train/global_step"]
-    return [line for line in reporting if line["train/global_step"] >= cutoff] or reporting[-1:]
-
-
-def summarise(values: list[float]) -> str:
-    return f"{statistics.fmean(values):8.3f} [{min(values):.2f}, {max(values):.2f}]"
+def table(experiment: Experiment, results: list[ArmResult]) -> str:
+    """The experiment's table: per arm, IQM [95% CI] over seeds of each metric's final value, and timings."""
+    metrics = [f"designer/{m}" for m in experiment.metrics]
+    headers = ["arm", "runs", *(f"{m} IQM [95% CI]" for m in experiment.metrics), "steps", "wall s/run"]
+    if experiment.threshold:
+        headers.append(f"{experiment.threshold[0]} >= {experiment.threshold[1]}: step (s)")
+    rows = comparison_rows([result.runs for result in results], metrics)
+    body = []
+    for result, row in zip(results, rows, strict=True):
+        cells = [str(row["cells"][m]) if row["cells"][m] is not None else "-" for m in metrics]
+        last_step = max(run.lines[-1]["train/global_step"] for run in result.runs.runs)
+        line = [row["label"], str(row["runs"]), *cells, f"{last_step:,}", f"{statistics.fmean(result.walls):.1f}"]
+        if experiment.threshold:
+            line.append(", ".join(f"{c[0]:,} ({c[1]:.0f}s)" if c else "never" for c in result.crossings))
+        body.append(line)
+    return format_table(headers, body)
 
 
 def main() -> None:
@@ -187,39 +212,23 @@ def main() -> None:
         print("experiments:", ", ".join(EXPERIMENTS))
         return
     out = tempfile.mkdtemp(prefix="reproductions-")
+    print(f"runs in {out}", file=sys.stderr)
     for name in args.experiments:
         experiment = EXPERIMENTS[name]
         seeds = args.seeds or experiment.seeds
-        print(f"\n## {name} ({seeds} seeds; mean [min, max] over seeds of the last 10% of steps)")
-        header = (
-            f"{'arm':<30}" + "".join(f" | {m[:24]:>24}" for m in experiment.metrics) + " | steps | wall s/run"
-        )
-        if experiment.threshold:
-            header += f" | {experiment.threshold[0]} >= {experiment.threshold[1]}: step (s)"
-        print(header)
-        print("-" * len(header))
+        results = []
         for arm in experiment.arms:
-            finals, walls, crossings = [], [], []
+            result = ArmResult(runs=RunsOfArm(label=arm.label))
             for seed in range(seeds):
-                lines, elapsed = run_arm(arm, seed, out, args.steps)
-                tail = final_lines(lines, f"designer/{experiment.metrics[0]}")
-                finals.append(
-                    {
-                        m: statistics.fmean(line.get(f"designer/{m}", float("nan")) for line in tail)
-                        for m in experiment.metrics
-                    }
-                )
-                walls.append(elapsed)
+                run, elapsed = run_arm(arm, seed, out, args.steps)
+                result.runs.runs.append(run)
+                result.walls.append(elapsed)
                 if experiment.threshold:
-                    crossings.append(first_crossing(lines, *experiment.threshold))
-            row = f"{arm.label:<30}" + "".join(
-                f" | {summarise([f[m] for f in finals]):>24}" for m in experiment.metrics
-            )
-            row += f" | {lines[-1]['train/global_step']:,} | {statistics.fmean(walls):8.1f}"
-            if experiment.threshold:
-                shown = [f"{c[0]:,} ({c[1]:.0f}s)" if c else "never" for c in crossings]
-                row += " | " + ", ".join(shown)
-            print(row, flush=True)
+                    result.crossings.append(first_crossing(run.lines, *experiment.threshold))
+                print(f"{name}: {arm.label}, seed {seed}: {elapsed:.1f} s", file=sys.stderr, flush=True)
+            results.append(result)
+        print(f"\n## {name} ({seeds} seeds; IQM [95% CI] over seeds of each run's last 10% of iterations)")
+        print(table(experiment, results), flush=True)
 
 
 if __name__ == "__main__":

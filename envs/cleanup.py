@@ -248,7 +248,10 @@ class CleanupParams(GridParams):
 
 
 class Cleanup(GridGame):
-    """E instances of Cleanup stepped as tensor operations; see the module docstring."""
+    """Cleanup, a public-goods dilemma: apples grow only while someone cleans the river.
+
+    E instances stepped as tensor operations; see the module docstring.
+    """
 
     Params: ClassVar[type[EnvParams]] = CleanupParams
     channels, wall_channel, agent_channel = CHANNELS, WALL, OTHER

@@ -280,7 +280,9 @@ def _rules_and_tables(n: int, num_agents: int, device: str) -> tuple[_Rules, _Ta
 
 
 class CoinGame(BatchedEnv):
-    """E instances of the Coin Game, stepped as one set of tensor operations.
+    """The Coin Game: picking up a coin of another agent's colour costs its owner 2 (LOLA's 3 x 3).
+
+    E instances, stepped as one set of tensor operations.
 
     State (listed in `state_keys`; replaced, never modified in place):
     `agent_pos` [E, N] long cells, `coin_pos` [E] long cell, `coin_colour`

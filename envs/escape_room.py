@@ -78,7 +78,10 @@ class EscapeRoomParams(EnvParams):
 
 
 class EscapeRoom(BatchedEnv):
-    """E instances of ER(N, M), stepped as tensor operations (no loop over instances)."""
+    """Escape Room ER(N, M): the door opens only while M of the N agents stand at the lever (LIO).
+
+    E instances, stepped as tensor operations (no loop over instances).
+    """
 
     Params: ClassVar[type[EnvParams]] = EscapeRoomParams
     info_keys = ("door_opened", "lever_pulls")

@@ -180,7 +180,10 @@ class HarvestParams(GridParams):
 
 
 class Harvest(GridGame):
-    """E instances of Harvest stepped as tensor operations; see the module docstring."""
+    """Harvest, a common-pool resource: apples regrow only near other apples.
+
+    E instances stepped as tensor operations; see the module docstring.
+    """
 
     Params: ClassVar[type[EnvParams]] = HarvestParams
     channels, wall_channel, agent_channel = CHANNELS, WALL, OTHER

@@ -70,7 +70,10 @@ class MatrixGameParams(EnvParams):
 
 
 class MatrixGame(BatchedEnv):
-    """E instances of a repeated 2 x 2 game, stepped as one tensor operation."""
+    """Any repeated 2 x 2 game, by its payoff table (`payoffs`): action 0 = cooperate, 1 = defect.
+
+    E instances, stepped as one tensor operation; see the module docstring.
+    """
 
     Params: ClassVar[type[EnvParams]] = MatrixGameParams
     info_keys = ("mutual_cooperation", "mutual_defection", "cooperation")
@@ -159,16 +162,16 @@ class ChickenParams(MatrixGameParams):
 
 
 class PrisonersDilemma(MatrixGame):
-    """Iterated prisoner's dilemma with LOLA's payoffs."""
+    """Iterated prisoner's dilemma with LOLA's payoffs: action 0 = cooperate, 1 = defect."""
 
 
 class StagHunt(MatrixGame):
-    """Repeated stag hunt (action 0 = stag)."""
+    """Repeated stag hunt: action 0 = hunt stag (cooperate), 1 = hunt hare (defect)."""
 
     Params = StagHuntParams
 
 
 class Chicken(MatrixGame):
-    """Repeated chicken (action 0 = swerve)."""
+    """Repeated chicken: action 0 = swerve (cooperate), 1 = go straight (defect)."""
 
     Params = ChickenParams

@@ -268,7 +268,10 @@ class _AgentSpec:
 
 
 class PettingZooAdapter(BatchedEnv):
-    """E copies of a PettingZoo env (parallel or AEC) behind the batched interface."""
+    """Any PettingZoo env as E copies; needs `params.import_path` (e.g. pettingzoo.classic.rps_v2).
+
+    See the module docstring for agents, actions, observations and rewards.
+    """
 
     Params: ClassVar[type[EnvParams]] = PettingZooAdapterParams
 

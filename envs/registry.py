@@ -7,8 +7,10 @@ subclass), the way plugins register in `incentive.plugins`.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
-from incentive.envs.base import BatchedEnv
+if TYPE_CHECKING:
+    from incentive.envs.base import BatchedEnv
 
 __all__ = ["ENV_GROUP", "available_envs", "load_env_class"]
 

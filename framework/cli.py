@@ -1,4 +1,4 @@
-"""The `incentive` command: run, validate, plugins, envs, schema.
+"""The `incentive` command: run, validate, plot, compare, plugins, envs, new-plugin, schema.
 
 Terminal output lives here and nowhere else: the progress bar is a small
 plugin the CLI registers for the run. Errors the user can fix print as one
@@ -15,12 +15,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from incentive import hookimpl
 from incentive.errors import IncentiveError
-from incentive.recipe import Recipe, load_recipe
 
 __all__ = ["main"]
 
@@ -31,6 +28,8 @@ class ProgressBar:
     """Shows steps, steps/s and the designer's objective while a run trains."""
 
     def __init__(self, console: Console, objective: str, total_steps: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.objective = objective
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -75,6 +74,8 @@ def _number(value: Any) -> str:
 
 
 def _summary(console: Console, run_dir: Path, metrics: dict[str, Any]) -> None:
+    from rich.table import Table
+
     table = Table(title="summary (last iteration)", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -87,6 +88,7 @@ def _summary(console: Console, run_dir: Path, metrics: dict[str, Any]) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from incentive.recipe import load_recipe
     from incentive.runner import load_run_recipe, resume_run, start_run
 
     if args.resume:
@@ -114,6 +116,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from incentive.loop import check_objectives, make_env
     from incentive.plugin_manager import make_plugin_manager
+    from incentive.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.set)
     if recipe.search is not None:
@@ -133,37 +136,83 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_plugins(args: argparse.Namespace, console: Console) -> int:
-    from incentive.plugin_manager import available_plugins, hook_families
+    from incentive.listings import list_plugins
 
-    table = Table(show_header=True)
-    for column in ("plugin", "hook families", "from", "import path"):
-        table.add_column(column)
-    for name, info in available_plugins().items():
-        try:
-            families = ", ".join(hook_families(info.load()))
-        except Exception as exc:
-            families = f"[red]fails to import: {type(exc).__name__}: {exc}[/red]"
-        table.add_row(name, families, info.source, info.value)
-    console.print(table)
+    rows = list_plugins()
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        return 0
+    columns = ("plugin", "hook families", "from", "import path")
+    _listing(
+        console,
+        columns,
+        [(r.name, r.error or ", ".join(r.families), r.source, r.import_path) for r in rows],
+    )
     return 0
 
 
 def _cmd_envs(args: argparse.Namespace, console: Console) -> int:
-    from incentive.envs.registry import available_envs, load_env_class
+    from incentive.listings import env_details, list_envs
+
+    if args.details:
+        try:
+            text = env_details(args.details)
+        except KeyError:
+            known = ", ".join(row.id for row in list_envs())
+            raise IncentiveError(f"--details: no env {args.details!r}. Installed envs: {known}") from None
+        print(text, end="")
+        return 0
+    rows = list_envs()
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        return 0
+    _listing(
+        console,
+        ("env", "summary", "from", "import path"),
+        [(r.id, r.error or r.summary, r.source, r.import_path) for r in rows],
+    )
+    return 0
+
+
+def _listing(console: Console, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A table in a terminal (names never cut: other columns wrap); tab-separated lines in a pipe."""
+    if not sys.stdout.isatty():
+        for row in rows:
+            print("\t".join(row))
+        return
+    from rich.table import Table
 
     table = Table(show_header=True)
-    for column in ("env", "agents", "summary", "import path"):
-        table.add_column(column)
-    for name, value in available_envs().items():
-        try:
-            cls = load_env_class(name)
-            env = cls(num_envs=1, params=cls.Params())
-            agents = ", ".join(env.possible_agents)
-            summary = (cls.__doc__ or "").strip().splitlines()[0]
-        except Exception as exc:
-            agents, summary = "?", f"[red]fails to load: {type(exc).__name__}: {exc}[/red]"
-        table.add_row(name, agents, summary, value)
+    widest = max([len(columns[0]), *(len(row[0]) for row in rows)])
+    table.add_column(columns[0], no_wrap=True, min_width=widest)
+    for column in columns[1:]:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
     console.print(table)
+
+
+def _cmd_plot(args: argparse.Namespace, console: Console) -> int:
+    from incentive.plots import plot_runs
+
+    print(plot_runs(args.runs, metrics=args.metric, out=args.out))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from incentive.compare import compare_runs
+
+    print(compare_runs(args.runs, metrics=args.metric, improvement_arms=args.improvement, as_json=args.json))
+    return 0
+
+
+def _cmd_new_plugin(args: argparse.Namespace, console: Console) -> int:
+    from incentive.scaffold import write_plugin_package
+
+    root = write_plugin_package(args.name, Path(args.dir) if args.dir else None)
+    print(f"wrote {root}/ (pyproject.toml, incentive_{args.name}.py, tests/test_{args.name}.py, README.md)")
+    print(f"next: pip install -e {root}    # then `incentive plugins` lists {args.name}")
+    print(f"      pytest {root}            # its tests, one trains a tiny recipe with the plugin")
     return 0
 
 
@@ -177,8 +226,10 @@ def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_short(v)}" for k, v in params.items() if not (k.endswith(".on") and v is True))
 
 
-def _study_table(rows: list[dict[str, Any]], names: list[str], signs: list[int], *, title: str, last: int = 0) -> Table:
+def _study_table(rows: list[dict[str, Any]], names: list[str], signs: list[int], *, title: str, last: int = 0):
     """The study as a table: trial, params, objective(s), verified score(s), state, best so far."""
+    from rich.table import Table
+
     table = Table(title=title, show_header=True)
     table.add_column("trial", justify="right")
     table.add_column("params")
@@ -213,9 +264,10 @@ def _study_table(rows: list[dict[str, Any]], names: list[str], signs: list[int],
 class StudyView:
     """The live view of a study: a progress bar and the table of trials (plain lines when not a terminal)."""
 
-    def __init__(self, console: Console, recipe: Recipe, settings) -> None:
+    def __init__(self, console: Console, recipe, settings) -> None:
         from rich.console import Group
         from rich.live import Live
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = console
         self.recipe = recipe
@@ -270,6 +322,7 @@ class StudyView:
 
 
 def _cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from incentive.recipe import load_recipe
     from incentive.search import SearchSettings, run_study
     from incentive.study_report import write_outputs
 
@@ -353,6 +406,8 @@ def _cmd_study_show(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    from incentive.recipe import Recipe
+
     print(json.dumps(Recipe.model_json_schema(), indent=2))
     return 0
 
@@ -396,8 +451,34 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("location", metavar="DIR_OR_URL", help="a study directory, or a PostgreSQL URL")
     show.add_argument("--study", help="study name (needed when the storage holds several)")
     show.set_defaults(func=_cmd_study_show)
-    sub.add_parser("plugins", help="list installed plugins").set_defaults(func=_cmd_plugins)
-    sub.add_parser("envs", help="list installed environments").set_defaults(func=_cmd_envs)
+    plugins = sub.add_parser("plugins", help="list installed plugins")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(func=_cmd_plugins)
+    envs = sub.add_parser("envs", help="list installed environments")
+    envs.add_argument("--json", action="store_true", help="machine-readable output")
+    envs.add_argument(
+        "--details", metavar="ID", help="an env's page: agents, actions, observations, parameters"
+    )
+    envs.set_defaults(func=_cmd_envs)
+    plot = sub.add_parser("plot", help="learning curves of runs; seeds of one recipe as mean and 95%% band")
+    plot.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, globs or folders of runs")
+    plot.add_argument("--metric", action="append", help="metric to draw (repeatable; default: the objective)")
+    plot.add_argument("--out", default="plot.png", help="picture to write (default: plot.png)")
+    plot.set_defaults(func=_cmd_plot)
+    compare = sub.add_parser("compare", help="final designer metrics per arm: IQM and 95%% bootstrap CIs")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB")
+    compare.add_argument(
+        "--metric", action="append", help="metric to compare (repeatable; default: every designer metric)"
+    )
+    compare.add_argument(
+        "--improvement", nargs=2, metavar=("A", "B"), help="P(A > B) between two arms (number or label)"
+    )
+    compare.add_argument("--json", action="store_true", help="machine-readable output")
+    compare.set_defaults(func=_cmd_compare)
+    new_plugin = sub.add_parser("new-plugin", help="write a ready-to-install plugin package")
+    new_plugin.add_argument("name", help="plugin name (a Python identifier, e.g. my_bonus)")
+    new_plugin.add_argument("--dir", help="where to write the package (default: ./incentive-<name>)")
+    new_plugin.set_defaults(func=_cmd_new_plugin)
     sub.add_parser("schema", help="print the recipe JSON schema").set_defaults(func=_cmd_schema)
     return parser
 

@@ -137,7 +137,12 @@ def incentive_shape_reward(run: RunContext, step: StepBatch) -> dict[str, torch.
 
     Args:
         run: the run context.
-        step: the batched step (rewards [E, A], dones [E], ...).
+        step: the batched step, a `StepBatch` (E instances, A agents):
+            `obs` / `next_obs` / `final_obs` (agent -> float32 [E, *obs]),
+            `actions` (int64 [E, A]), `reward` (float32 [E, A], extrinsic),
+            `terminated` / `truncated` / `done` (bool [E]), `acting` and
+            `learner_seats` (bool [E, A]), `info` (counter -> float32 [E]),
+            `episode_step` (int64 [E]). See `incentive.StepBatch`.
 
     Returns:
         term name -> tensor [E, A] (finite floats), or None. Every plugin's
@@ -344,3 +349,24 @@ def incentive_load_state_dict(run: RunContext, state: dict[str, Any]) -> None:
             self.smoothed = state["smoothed"]
 
     """
+
+
+# ---------------------------------------------------------------------------
+# families (what `incentive plugins` shows; one entry per hook above)
+# ---------------------------------------------------------------------------
+
+FAMILIES = {
+    "incentive_shape_reward": "reward shaping",
+    "incentive_next_task": "curriculum",
+    "incentive_update_curriculum": "curriculum",
+    "incentive_pick_opponents": "opponent sampling",
+    "incentive_update_population": "opponent sampling",
+    "incentive_search_space": "search",
+    "incentive_setup": "lifecycle",
+    "incentive_iteration_end": "lifecycle",
+    "incentive_run_end": "lifecycle",
+    "incentive_collect_metrics": "logging",
+    "incentive_state_dict": "state",
+    "incentive_load_state_dict": "state",
+}
+"""Hook name -> the family it belongs to."""

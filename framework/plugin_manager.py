@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from incentive import hookspecs
 from incentive.errors import PluginError, RecipeError, StopRun
+from incentive.hookspecs import FAMILIES
 from incentive.markers import PROJECT
 from incentive.recipe import PluginSpec, Recipe, closest, format_validation_error
 
@@ -31,20 +32,6 @@ __all__ = [
 
 PLUGIN_GROUP = "incentive.plugins"
 
-FAMILIES = {
-    "incentive_shape_reward": "reward shaping",
-    "incentive_next_task": "curriculum",
-    "incentive_update_curriculum": "curriculum",
-    "incentive_pick_opponents": "opponent sampling",
-    "incentive_update_population": "opponent sampling",
-    "incentive_search_space": "search",
-    "incentive_setup": "lifecycle",
-    "incentive_iteration_end": "lifecycle",
-    "incentive_run_end": "lifecycle",
-    "incentive_collect_metrics": "logging",
-    "incentive_state_dict": "state",
-    "incentive_load_state_dict": "state",
-}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from incentive.errors import IncentiveError
-from incentive.loop import CHECKPOINT, Training
+from incentive.loop import CHECKPOINT, METRICS, Training
 from incentive.plugin_manager import make_plugin_manager
 from incentive.recipe import Recipe, validate_recipe
 
@@ -55,7 +55,10 @@ def start_run(
     run_dir = new_run_dir(recipe, run_id)
     (run_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     training = _training(recipe, run_dir, extra_plugins)
-    return run_dir, training.run()
+    try:
+        return run_dir, training.run()
+    finally:
+        _draw_curves(run_dir)
 
 
 def train_in(recipe: Recipe, run_dir: Path, *, extra_plugins: Iterable[tuple[str, Any]] = ()) -> Training:
@@ -99,4 +102,16 @@ def resume_run(run_dir: Path, *, extra_plugins: Iterable[tuple[str, Any]] = ()) 
             f"(start it again with `incentive run`)"
         )
     training = _training(recipe, run_dir, extra_plugins)
-    return training.run(resume=True)
+    try:
+        return training.run(resume=True)
+    finally:
+        _draw_curves(run_dir)
+
+
+def _draw_curves(run_dir: Path) -> None:
+    """`curves.png` from `metrics.jsonl`, after a run that logged an iteration ended (however it ended)."""
+    metrics = run_dir / METRICS
+    if metrics.is_file() and metrics.stat().st_size > 0:
+        from incentive.plots import write_run_curves
+
+        write_run_curves(run_dir)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import torch
-
 if TYPE_CHECKING:
+    import torch
+
     from incentive.envs.base import BatchedEnv
     from incentive.recipe import Recipe
     from incentive.tasks import TaskState
@@ -53,21 +53,36 @@ class RunContext:
 class StepBatch:
     """One batched env step, as the reward-shaping hook sees it.
 
+    E is the number of env instances (`run.num_envs`), A the number of agents
+    (`run.agents`, in seat order: column a of every [E, A] tensor is agent
+    `run.agents[a]`). Tensors live on the CPU; do not modify them in place.
+
     Attributes:
-        obs: agent -> [E, *obs], what the actions were chosen on.
-        actions: [E, A] long.
-        reward: [E, A] the extrinsic reward.
-        next_obs: agent -> [E, *obs] after the step (a new episode's first
-            observation where `done`).
-        terminated: [E] bool.
-        truncated: [E] bool.
-        done: [E] bool, terminated or truncated: reset per-env state here.
-        acting: [E, A] bool, who chose an action.
-        learner_seats: [E, A] bool, seats played by the learner.
-        info: counter name -> [E], the env's per-step counters.
-        episode_step: [E] long, index of this step within its episode (0 first).
-        final_obs: agent -> [E, *obs], the last observation of the episodes that
-            ended (equal to `next_obs` elsewhere), or None when none ended.
+        obs: agent name -> float32 [E, *obs_shape], the observation each agent
+            chose its action on (shape from `run.env.observation_spaces`).
+        actions: int64 [E, A], the action each seat took (`incentive envs
+            --details ID` says what each action index means).
+        reward: float32 [E, A], the env's extrinsic reward of this step. Return
+            terms shaped like it.
+        next_obs: agent name -> float32 [E, *obs_shape], the observation after
+            the step; where `done`, the first observation of the next episode
+            (the instance was reset automatically).
+        terminated: bool [E], the episode ended by the game's rules (or its
+            fixed horizon).
+        truncated: bool [E], the episode was cut short (a time limit that is
+            not part of the game).
+        done: bool [E], terminated or truncated: reset per-instance state here.
+        acting: bool [E, A], who chose an action on this step (all True in
+            simultaneous games; one seat per instance in turn-based ones).
+        learner_seats: bool [E, A], seats played by the learner (False where a
+            frozen opponent or bot fills the seat).
+        info: counter name -> float32 [E], the env's per-step counters (the
+            env's `info_keys`, e.g. `waste_cleared`); empty if it has none.
+        episode_step: int64 [E], index of this step within its episode (0 on
+            an episode's first step).
+        final_obs: agent name -> float32 [E, *obs_shape], the last observation
+            of the episodes that ended on this step (equal to `next_obs`
+            elsewhere), or None when no instance is done.
     """
 
     obs: dict[str, torch.Tensor]

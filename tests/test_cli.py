@@ -126,7 +126,7 @@ def test_plugins_lists_builtins_with_families_and_source(capsys):
 def test_envs_lists_matrix_games(capsys):
     code, out, _ = run_cli(capsys, "envs")
     assert code == 0
-    for name in ("prisoners_dilemma", "stag_hunt", "chicken", "player_0"):
+    for name in ("prisoners_dilemma", "stag_hunt", "chicken", "incentive.envs.matrix_games:Chicken"):
         assert name in out
 
 

@@ -1,0 +1,191 @@
+"""Reading runs back, arms, final values, `incentive compare` and `incentive plot`, reproductions' table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+from synthetic_runs import write_run
+
+from incentive.cli import main
+from incentive.compare import comparison_table, improvement
+from incentive.errors import IncentiveError
+from incentive.plots import figure_size
+from incentive.results import expand_run_dirs, group_runs, load_run, load_runs
+
+BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "reproductions.py"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the PNG header, after checking the file decodes as an image."""
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert matplotlib.image.imread(path).shape[:2] == (height, width)
+    return width, height
+
+
+def two_arms(root: Path) -> Path:
+    """Arm s = 0.5: final values 1, 2, 3, 10 (IQM 2.5); arm s = 1.0: 4, 5, 6 (IQM 5)."""
+    runs = root / "runs" / "tiny"
+    for seed, final in enumerate([1.0, 2.0, 3.0, 10.0]):
+        # 20 iterations: the final value is the mean of the last 2 (10%); the 18 before it do not count
+        write_run(runs / f"a{seed}", [-50.0] * 18 + [final - 1, final + 1], seed=seed, s=0.5)
+    for seed, final in enumerate([4.0, 5.0, 6.0]):
+        write_run(runs / f"b{seed}", [-50.0] * 18 + [final, final], seed=seed, s=1.0)
+    return runs
+
+
+def test_final_value_is_the_mean_of_the_last_tenth_of_reporting_iterations(tmp_path: Path):
+    run = load_run(write_run(tmp_path / "r", [0.0] * 18 + [4.0, 6.0]))
+    assert run.final("designer/collective_return") == 5.0
+    # iterations without a finished episode do not count: 4 reporting iterations -> the last one
+    run = load_run(write_run(tmp_path / "q", [None, 1.0, None, 2.0, None, 3.0, 9.0, None]))
+    assert run.final("designer/collective_return") == 9.0
+    assert run.final("designer/nothing") is None
+    steps, values = run.series("designer/collective_return")
+    assert steps.tolist() == [256, 512, 768, 896] and values.tolist() == [1.0, 2.0, 3.0, 9.0]
+
+
+def test_a_cut_last_line_is_ignored_and_bad_json_named(tmp_path: Path):
+    run_dir = write_run(tmp_path / "r", [1.0, 2.0])
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"train/iteration": 3, "desig')
+    assert len(load_run(run_dir).lines) == 2
+    (run_dir / "metrics.jsonl").write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(IncentiveError, match="line 2 is not valid JSON"):
+        load_run(run_dir)
+
+
+def test_arms_group_seeds_and_are_labelled_by_what_differs(tmp_path: Path):
+    runs = two_arms(tmp_path)
+    arms = group_runs(load_runs([str(runs)]))
+    assert [arm.label for arm in arms] == ["incentives.0.params.s=0.5", "incentives.0.params.s=1.0"]
+    assert [len(arm.runs) for arm in arms] == [4, 3]
+    assert arms[0].finals("designer/collective_return").tolist() == [1.0, 2.0, 3.0, 10.0]
+    # one arm: labelled by the recipe's name
+    assert [arm.label for arm in group_runs(load_runs([str(runs / "b*")]))] == ["tiny"]
+
+
+def test_expand_run_dirs(tmp_path: Path):
+    runs = two_arms(tmp_path)
+    assert len(expand_run_dirs([str(runs)])) == 7
+    assert expand_run_dirs([str(runs / "a*"), str(runs / "a1")]) == [runs / f"a{i}" for i in range(4)]
+    with pytest.raises(IncentiveError, match="no run directory there"):
+        expand_run_dirs([str(tmp_path / "nothing")])
+
+
+def test_table_shows_iqm_and_ci_and_improvement_by_hand(tmp_path: Path):
+    arms = group_runs(load_runs([str(two_arms(tmp_path))]))
+    text = comparison_table(arms, ["designer/collective_return"])
+    lines = text.splitlines()
+    assert "collective_return IQM [95% CI]" in lines[0]
+    # each bootstrap bound sits on an extreme: P(IQM of 4 draws = 1) = P(at least three 1s) = 5% > 2.5%,
+    # and P(mean of 3 draws from {4, 5, 6} = 4) = 1/27 = 3.7% > 2.5%
+    cells = [[cell.strip() for cell in line.split(" | ")] for line in lines[2:]]
+    assert cells == [
+        ["incentives.0.params.s=0.5", "1", "4", "2.500 [1.000, 10.000]"],
+        ["incentives.0.params.s=1.0", "2", "3", "5.000 [4.000, 6.000]"],
+    ]
+    # B beats A in 9 of 12 pairs: 4, 5 and 6 each beat 1, 2 and 3 and lose to 10
+    found = improvement(arms[1], arms[0], "designer/collective_return")
+    assert found.probability == 0.75 and 0.0 <= found.low <= 0.75 <= found.high <= 1.0
+
+
+def test_compare_command(capsys, tmp_path: Path):
+    runs = two_arms(tmp_path)
+    assert main(["compare", str(runs), "--improvement", "2", "incentives.0.params.s=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "2.500 [" in out and "5.000 [" in out and "last 10% of its iterations" in out
+    expected = "P(incentives.0.params.s=1.0 > incentives.0.params.s=0.5) on designer/collective_return: 0.750"
+    assert expected in out
+    assert main(["compare", str(runs), "--metric", "collective_return", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["metrics"] == ["designer/collective_return"]
+    assert [arm["cells"]["designer/collective_return"]["iqm"] for arm in data["arms"]] == [2.5, 5.0]
+    assert main(["compare", str(runs), "--metric", "nope"]) == 2
+    assert "no run logged it" in capsys.readouterr().err
+    assert main(["compare", str(runs), "--improvement", "1", "7"]) == 2
+    assert "no arm '7'" in capsys.readouterr().err
+
+
+def test_plot_command_writes_a_png_of_the_expected_size(capsys, tmp_path: Path):
+    runs = two_arms(tmp_path)
+    out = tmp_path / "two.png"
+    assert (
+        main(
+            [
+                "plot",
+                str(runs),
+                "--metric",
+                "collective_return",
+                "--metric",
+                "return/player_0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "7 run(s) in 2 arm(s)" in capsys.readouterr().out
+    assert png_size(out) == figure_size(2) == (800, 300)
+    # default: the recipes' objective, one panel
+    assert main(["plot", str(runs / "a0"), "--out", str(tmp_path / "one.png")]) == 0
+    assert png_size(tmp_path / "one.png") == figure_size(1) == (400, 300)
+
+
+def load_reproductions():
+    spec = importlib.util.spec_from_file_location("reproductions", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproductions"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reproductions_table_prints_iqm_and_ci(tmp_path: Path):
+    reproductions = load_reproductions()
+    arms = group_runs(load_runs([str(two_arms(tmp_path))]))
+    experiment = reproductions.Experiment(
+        arms=[], metrics=["collective_return"], threshold=("collective_return", 5.0)
+    )
+    results = []
+    for arm in arms:
+        for run in arm.runs:
+            for i, line in enumerate(run.lines):
+                line["seconds"] = float(i)
+        crossings = [reproductions.first_crossing(run.lines, "collective_return", 5.0) for run in arm.runs]
+        results.append(reproductions.ArmResult(runs=arm, walls=[2.0] * len(arm.runs), crossings=crossings))
+    lines = reproductions.table(experiment, results).splitlines()
+    assert lines[0].split(" | ")[:3] == [
+        "arm                      ",
+        "runs",
+        "collective_return IQM [95% CI]",
+    ]
+    # arm s = 0.5: only the seed ending at 10 reaches 5, with 9 at its 19th iteration (2,432 steps, 18 s)
+    assert lines[2].split(" | ")[2].strip() == "2.500 [1.000, 10.000]"
+    assert lines[2].endswith("never, never, never, 2,432 (18s)")
+    assert lines[3].split(" | ")[2].strip() == "5.000 [4.000, 6.000]"
+    assert lines[3].endswith("never, 2,432 (18s), 2,432 (18s)")
+    assert [cell.strip() for cell in lines[2].split(" | ")[3:5]] == ["2,560", "2.0"]
+
+
+def test_compare_of_runs_without_finished_episodes_says_so(capsys, tmp_path: Path):
+    write_run(tmp_path / "runs" / "r", [None, None])
+    assert main(["compare", str(tmp_path / "runs")]) == 2
+    assert "no designer metric in these runs" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "no run logged it" in capsys.readouterr().err
+
+
+def test_plot_of_an_arm_whose_runs_share_no_step(capsys, tmp_path: Path):
+    write_run(tmp_path / "runs" / "a", [1.0, None], seed=0)
+    write_run(tmp_path / "runs" / "b", [None, 2.0], seed=1)
+    assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "x.png")]) == 0
+    assert "2 run(s) in 1 arm(s)" in capsys.readouterr().out
+    assert png_size(tmp_path / "x.png") == (400, 300)
