@@ -31,15 +31,27 @@ def search(recipe: str, study: str, *args: str) -> tuple[optuna.Study, float, Pa
     """Run `incentive search` in a fresh directory; returns the study, the wall time, the study dir."""
     log_dir = OUT / study
     shutil.rmtree(log_dir, ignore_errors=True)
-    command = [INCENTIVE, "search", str(ROOT / "recipes" / recipe), "--study", study,
-               "--set", f"log.dir={log_dir}", "--set", "log.wandb.mode=disabled", *args]
+    command = [
+        INCENTIVE,
+        "search",
+        str(ROOT / "recipes" / recipe),
+        "--study",
+        study,
+        "--set",
+        f"log.dir={log_dir}",
+        "--set",
+        "log.wandb.mode=disabled",
+        *args,
+    ]
     print("$", " ".join(command[1:]), flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     name = json.loads(json.dumps(recipe)).removesuffix(".yaml")
     study_dir = log_dir / name / "studies" / study
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(study_dir / "journal.log")))
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(study_dir / "journal.log"))
+    )
     return optuna.load_study(study_name=study, storage=storage), wall, study_dir
 
 
@@ -54,7 +66,9 @@ def table(study: optuna.Study, study_dir: Path) -> None:
     for t in counted(study):
         value = f"{t.values[0]:8.2f}" if t.values else " " * 8
         check = f"{verified[t.number]['values'][0]:8.2f}" if t.number in verified else " " * 8
-        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items()
+        )
         print(f"{t.number:>5} | {t.state.name.lower():8} | {value} | {check} | {params}")
     best = (study_dir / "best.yaml").read_text().splitlines()[:4]
     print("\n".join(best))
@@ -63,15 +77,21 @@ def table(study: optuna.Study, study_dir: Path) -> None:
 def payment(args) -> None:
     study, wall, study_dir = search("search_cleanup_payment.yaml", "payment", "--workers", str(args.workers))
     table(study, study_dir)
-    amounts = [(t.values[0], t.params["incentives.0.params.contracts.0.amount"]) for t in counted(study) if t.values]
+    amounts = [
+        (t.values[0], t.params["incentives.0.params.contracts.0.amount"]) for t in counted(study) if t.values
+    ]
     best_value, best_c = max(amounts)
-    print(f"best c = {best_c:.3f} (collective return {best_value:.2f}); "
-          f"mean return of trials with c >= 1: "
-          f"{sum(v for v, c in amounts if c >= 1) / max(1, sum(c >= 1 for _, c in amounts)):.2f}; wall {wall:.0f} s")
+    print(
+        f"best c = {best_c:.3f} (collective return {best_value:.2f}); "
+        f"mean return of trials with c >= 1: "
+        f"{sum(v for v, c in amounts if c >= 1) / max(1, sum(c >= 1 for _, c in amounts)):.2f}; wall {wall:.0f} s"
+    )
 
 
 def structure(args) -> None:
-    study, wall, study_dir = search("search_cleanup_structure.yaml", "structure", "--workers", str(args.workers))
+    study, wall, study_dir = search(
+        "search_cleanup_structure.yaml", "structure", "--workers", str(args.workers)
+    )
     table(study, study_dir)
     print(f"wall {wall:.0f} s")
 
@@ -80,17 +100,30 @@ def pruning(args) -> None:
     results = {}
     for pruner in ("none", "median"):
         study, wall, study_dir = search(
-            "search_cleanup_payment.yaml", f"pruning-{pruner}", "--workers", str(args.workers), "--verify", "0",
-            "--set", f"search.pruner={pruner}", "--set", "search.pruner_params={n_startup_trials: 4, n_warmup_steps: 30}"
-            if pruner == "median" else "search.pruner_params={}", "--set", "search.trials=16",
+            "search_cleanup_payment.yaml",
+            f"pruning-{pruner}",
+            "--workers",
+            str(args.workers),
+            "--verify",
+            "0",
+            "--set",
+            f"search.pruner={pruner}",
+            "--set",
+            "search.pruner_params={n_startup_trials: 4, n_warmup_steps: 30}"
+            if pruner == "median"
+            else "search.pruner_params={}",
+            "--set",
+            "search.trials=16",
         )
         trials = counted(study)
         steps = sum(t.user_attrs.get("env_steps", 0) for t in trials)
         best = max((t for t in trials if t.values), key=lambda t: t.values[0])
         pruned = sum(t.state.name == "PRUNED" for t in trials)
         results[pruner] = steps
-        print(f"pruner {pruner:6}: best trial {best.number} c = {best.params['incentives.0.params.contracts.0.amount']:.3f} "
-              f"value {best.values[0]:.2f}; {pruned} pruned; env steps in total {steps:,}; wall {wall:.0f} s")
+        print(
+            f"pruner {pruner:6}: best trial {best.number} c = {best.params['incentives.0.params.contracts.0.amount']:.3f} "
+            f"value {best.values[0]:.2f}; {pruned} pruned; env steps in total {steps:,}; wall {wall:.0f} s"
+        )
     print(f"median pruner used {1 - results['median'] / results['none']:.0%} fewer env steps")
 
 
@@ -98,20 +131,30 @@ def throughput(args) -> None:
     rates = {}
     for workers in (1, 2):
         study, wall, _ = search(
-            "quickstart_search.yaml", f"throughput-{workers}", "--workers", str(workers), "--verify", "0",
-            "--set", f"search.trials={args.trials}",
+            "quickstart_search.yaml",
+            f"throughput-{workers}",
+            "--workers",
+            str(workers),
+            "--verify",
+            "0",
+            "--set",
+            f"search.trials={args.trials}",
         )
         trials = [t for t in counted(study) if t.state.is_finished()]
         busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
         storage = sum(t.user_attrs.get("storage_s", 0.0) for t in trials)
         rates[workers] = len(trials) / wall * 3600
-        print(f"{workers} worker(s): {len(trials)} trials in {wall:.1f} s = {rates[workers]:.0f} trials/hour; "
-              f"storage {storage:.2f} s of {busy:.1f} s in trials ({storage / busy:.2%})")
+        print(
+            f"{workers} worker(s): {len(trials)} trials in {wall:.1f} s = {rates[workers]:.0f} trials/hour; "
+            f"storage {storage:.2f} s of {busy:.1f} s in trials ({storage / busy:.2%})"
+        )
     print(f"speed-up with 2 workers: {rates[2] / rates[1]:.2f}x")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("experiment", choices=["payment", "structure", "pruning", "throughput"], nargs="+")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--trials", type=int, default=12, help="throughput: trials per run")

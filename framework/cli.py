@@ -226,7 +226,9 @@ def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_short(v)}" for k, v in params.items() if not (k.endswith(".on") and v is True))
 
 
-def _study_table(rows: list[dict[str, Any]], names: list[str], signs: list[int], *, title: str, last: int = 0):
+def _study_table(
+    rows: list[dict[str, Any]], names: list[str], signs: list[int], *, title: str, last: int = 0
+):
     """The study as a table: trial, params, objective(s), verified score(s), state, best so far."""
     from rich.table import Table
 
@@ -252,7 +254,10 @@ def _study_table(rows: list[dict[str, Any]], names: list[str], signs: list[int],
         cells = [str(row["trial"]), escape(_params_text(row["params"]))]
         cells += [_short(row.get(n)) if row.get(n) is not None else "" for n in names]
         if verified_shown:
-            cells += [_short(row.get(f"verified {n}")) if row.get(f"verified {n}") is not None else "" for n in names]
+            cells += [
+                _short(row.get(f"verified {n}")) if row.get(f"verified {n}") is not None else ""
+                for n in names
+            ]
         state = row["state"] + ("" if row.get("feasible", True) else " (infeasible)")
         if row.get("error"):
             state += f": {escape(str(row['error']).splitlines()[0][:80])}"
@@ -358,12 +363,15 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
         verified = result.verified.get(t.number)
         score = ", ".join(f"{n} {_short(v)}" for n, v in zip(names, t.values, strict=True))
         checked = (
-            " | verified on fresh seeds: " + ", ".join(f"{n} {_short(v)}" for n, v in zip(names, verified["values"], strict=True))
+            " | verified on fresh seeds: "
+            + ", ".join(f"{n} {_short(v)}" for n, v in zip(names, verified["values"], strict=True))
             if verified
             else ""
         )
         label = "best design" if len(names) == 1 else "Pareto design"
-        console.print(f"{label}: trial {t.number} ({escape(_params_text(t.params))}) search: {score}{checked}")
+        console.print(
+            f"{label}: trial {t.number} ({escape(_params_text(t.params))}) search: {score}{checked}"
+        )
     if not best:
         console.print("no trial completed: no best design")
     out = settings.study_dir
@@ -392,7 +400,8 @@ def _cmd_study_show(args: argparse.Namespace, console: Console) -> int:
     name = args.study or (names[0] if len(names) == 1 else None)
     if name not in names:
         raise IncentiveError(
-            f"{shown}: {'no study named ' + repr(name) if name else 'give --study'}; studies there: {', '.join(names) or 'none'}"
+            f"{shown}: {'no study named ' + repr(name) if name else 'give --study'}; "
+            f"studies there: {', '.join(names) or 'none'}"
         )
     study = optuna.load_study(study_name=name, storage=storage)
     data = json.loads(study.user_attrs.get("recipe", "{}"))
@@ -437,13 +446,21 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_cmd_validate)
     search = sub.add_parser("search", help="search over a recipe's `search:` section (an Optuna study)")
     search.add_argument("recipe", help="recipe YAML file with a `search:` section")
-    search.add_argument("--trials", type=int, help="trials in the whole study, all workers (default: search.trials)")
-    search.add_argument("--workers", type=int, help="worker processes on this machine (default: search.workers)")
-    search.add_argument("--storage", help="postgresql://user:password@host:port/db (default: a local journal file)")
+    search.add_argument(
+        "--trials", type=int, help="trials in the whole study, all workers (default: search.trials)"
+    )
+    search.add_argument(
+        "--workers", type=int, help="worker processes on this machine (default: search.workers)"
+    )
+    search.add_argument(
+        "--storage", help="postgresql://user:password@host:port/db (default: a local journal file)"
+    )
     search.add_argument("--study", help="study name (default: search.study_name or the recipe name)")
     search.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     search.add_argument("--verify", type=int, help="re-run the top K designs on fresh seeds (default: 3)")
-    search.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a recipe field")
+    search.add_argument(
+        "--set", action="append", default=[], metavar="PATH=VALUE", help="override a recipe field"
+    )
     search.set_defaults(func=_cmd_search)
     study = sub.add_parser("study", help="inspect studies")
     study_sub = study.add_subparsers(dest="study_command", required=True)

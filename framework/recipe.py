@@ -165,7 +165,7 @@ class PluginSpec(Strict):
     )
     optional: bool = Field(
         False,
-        description="`incentive search` switches this entry on or off per trial (`incentive run` keeps it on).",
+        description="`incentive search` switches this entry on or off per trial (`run` keeps it on).",
     )
     search: dict[str, SearchParam] = Field(
         default_factory=dict,
@@ -411,7 +411,7 @@ class Recipe(Strict):
             index = self.structure_choices[0]
             raise RecipeError(
                 f"{self.source}: field 'incentives.{index}': a `one_of` group is chosen per trial by "
-                "`incentive search`; to run one design, keep a single alternative (or run a study's best.yaml)"
+                "`incentive search`; to run one design, keep one alternative (or run a study's best.yaml)"
             )
         listed = [*self.incentives, *self.plugins]
         counts: dict[str, int] = {}

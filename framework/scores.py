@@ -24,7 +24,9 @@ def metric_key(name: str) -> str:
     return name if name.startswith(PREFIXES) else f"designer/{name}"
 
 
-def run_score(rows: Sequence[dict], name: str, last_fraction: float, *, num_iterations: int | None = None) -> float:
+def run_score(
+    rows: Sequence[dict], name: str, last_fraction: float, *, num_iterations: int | None = None
+) -> float:
     """Mean of a metric over the iterations in the last `last_fraction` of the run.
 
     Args:

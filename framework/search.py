@@ -100,7 +100,7 @@ class SearchSettings:
         timeout: float | None = None,
         verify: int | None = None,
     ) -> SearchSettings:
-        """Settings from the recipe, with command-line values taking precedence (validated as the recipe's)."""
+        """Settings from the recipe; command-line values take precedence (validated as the recipe's)."""
         search = recipe.search
         data = search.model_dump()
         for key, value in (
@@ -114,7 +114,8 @@ class SearchSettings:
             if value is not None:
                 data[key] = value
         merged = validate_recipe(
-            {**recipe.model_dump(mode="json"), "search": data}, source=f"{recipe.source} (with command-line options)"
+            {**recipe.model_dump(mode="json"), "search": data},
+            source=f"{recipe.source} (with command-line options)",
         ).search
         name = merged.study_name or recipe.name
         return cls(
@@ -190,7 +191,9 @@ def make_sampler(recipe: Recipe, seed: int) -> optuna.samplers.BaseSampler:
     kwargs = dict(search.sampler_params)
     samplers = optuna.samplers
     if name == "cmaes" and multi:
-        raise RecipeError(f"{recipe.source}: field 'search.sampler': cmaes optimises one objective; use nsga2 or tpe")
+        raise RecipeError(
+            f"{recipe.source}: field 'search.sampler': cmaes optimises one objective; use nsga2 or tpe"
+        )
     try:
         if name == "tpe":
             return samplers.TPESampler(seed=seed, **{"multivariate": True, "group": True, **kwargs})
@@ -298,9 +301,16 @@ def _trial_run_dir(study_dir: Path, kind: str, number: int, seed: int) -> Path:
     return study_dir / kind / f"{number:04d}-seed-{seed}"  # the name is also the W&B run id's tail
 
 
-def _seed_recipe(recipe: Recipe, seed: int, study_name: str, job_type: str, tags: list[str], extra: dict) -> Recipe:
+def _seed_recipe(
+    recipe: Recipe, seed: int, study_name: str, job_type: str, tags: list[str], extra: dict
+) -> Recipe:
     wandb = recipe.log.wandb.model_copy(
-        update={"group": study_name, "job_type": job_type, "tags": [*recipe.log.wandb.tags, *tags], "config": extra}
+        update={
+            "group": study_name,
+            "job_type": job_type,
+            "tags": [*recipe.log.wandb.tags, *tags],
+            "config": extra,
+        }
     )
     return recipe.model_copy(update={"seed": seed, "log": recipe.log.model_copy(update={"wandb": wandb})})
 
@@ -455,8 +465,12 @@ def _work(job: WorkerJob) -> None:
     config = StudyConfig.of(base, job.study_name)
     # each worker its own stream (machines apart by host name), reproducible for one worker on one machine
     host = sum(ord(c) * 31**i for i, c in enumerate(socket.gethostname())) % 1_000_003
-    sampler = make_sampler(base, seed=base.seed + 7919 * job.index + host * (job.index > 0 or job.storage is not None))
-    study = open_study(storage, config, sampler=sampler, pruner=make_pruner(base), create=False, where="worker")
+    sampler = make_sampler(
+        base, seed=base.seed + 7919 * job.index + host * (job.index > 0 or job.storage is not None)
+    )
+    study = open_study(
+        storage, config, sampler=sampler, pruner=make_pruner(base), create=False, where="worker"
+    )
     budget = Budget(job.budget)
     objective = _objective(job, base, study, budget)
     heartbeat = isinstance(storage, optuna.storages.RDBStorage)  # the journal has no heartbeat
@@ -509,7 +523,9 @@ def validate_search(recipe: Recipe) -> None:
 
     def build(chosen: Recipe) -> None:
         wandb = chosen.log.wandb.model_copy(update={"mode": "disabled"})
-        pm = make_plugin_manager(chosen.model_copy(update={"log": chosen.log.model_copy(update={"wandb": wandb})}))
+        pm = make_plugin_manager(
+            chosen.model_copy(update={"log": chosen.log.model_copy(update={"wandb": wandb})})
+        )
         env = make_env(chosen.env.model_copy(update={"num_envs": 1}), source=chosen.source)
         check_objectives(chosen, env, pm)
 
@@ -518,7 +534,9 @@ def validate_search(recipe: Recipe) -> None:
     make_sampler(recipe, seed=recipe.seed)
 
 
-def prepare_study(recipe: Recipe, settings: SearchSettings) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
+def prepare_study(
+    recipe: Recipe, settings: SearchSettings
+) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
     """Validate the search (before any trial) and create or load the study.
 
     Raises:
@@ -617,13 +635,21 @@ def run_study(
                 if process.exitcode != 0:
                     dead = f"{socket.gethostname()}:{process.pid}"
                     queued = recover_dead_trials(study, dead_workers=[dead])
-                    how = f"signal {-process.exitcode}" if process.exitcode < 0 else f"exit code {process.exitcode}"
+                    how = (
+                        f"signal {-process.exitcode}"
+                        if process.exitcode < 0
+                        else f"exit code {process.exitcode}"
+                    )
                     events.append(f"worker {index} died ({how}); re-running trial(s) {queued or 'none'}")
             trials = study.get_trials(deepcopy=False)
             waiting = any(t.state == TrialState.WAITING for t in trials)
             out_of_time = deadline is not None and time.time() >= deadline
             work_left = waiting or (budget.open_slots(trials) > 0 and not out_of_time)
-            if work_left and len(workers) < settings.workers and started < 4 * settings.workers + settings.trials:
+            if (
+                work_left
+                and len(workers) < settings.workers
+                and started < 4 * settings.workers + settings.trials
+            ):
                 start(max(workers, default=-1) + 1)
             if monitor is not None:
                 monitor(study, budget, events)
@@ -670,12 +696,16 @@ def pareto_front(trials: list[FrozenTrial], signs: list[int]) -> list[FrozenTria
 
     def dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
         better_or_equal = all(s * x >= s * y for s, x, y in zip(signs, a.values, b.values, strict=True))
-        return better_or_equal and any(s * x > s * y for s, x, y in zip(signs, a.values, b.values, strict=True))
+        return better_or_equal and any(
+            s * x > s * y for s, x, y in zip(signs, a.values, b.values, strict=True)
+        )
 
     return [t for t in trials if not any(dominates(o, t) for o in trials if o is not t)]
 
 
-def _verify_one(recipe_data: dict, source: str, run_dir: str, metrics: list[tuple[str, float]], threads: int) -> list[float]:
+def _verify_one(
+    recipe_data: dict, source: str, run_dir: str, metrics: list[tuple[str, float]], threads: int
+) -> list[float]:
     import torch
 
     torch.set_num_threads(threads)
@@ -713,7 +743,9 @@ def verify_designs(
         chosen = validate_recipe(json.loads(trial.user_attrs["recipe"]), source=f"trial {trial.number}")
         for seed in seeds:
             extra = {"trial": trial.number, "params": trial.params, "study": settings.study_name}
-            seeded = _seed_recipe(chosen, seed, settings.study_name, "verify", [f"trial-{trial.number}"], extra)
+            seeded = _seed_recipe(
+                chosen, seed, settings.study_name, "verify", [f"trial-{trial.number}"], extra
+            )
             run_dir = _trial_run_dir(settings.study_dir, "verify", trial.number, seed)
             if run_dir.exists():  # a verification interrupted earlier: start that seed again
                 import shutil
@@ -725,7 +757,13 @@ def verify_designs(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool:
         futures = [
-            (number, seed, pool.submit(_verify_one, seeded.model_dump(mode="json"), seeded.source, str(run_dir), metrics, threads))
+            (
+                number,
+                seed,
+                pool.submit(
+                    _verify_one, seeded.model_dump(mode="json"), seeded.source, str(run_dir), metrics, threads
+                ),
+            )
             for number, seed, seeded, run_dir in todo
         ]
         per_trial: dict[int, list[list[float]]] = {}

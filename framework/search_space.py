@@ -32,7 +32,15 @@ import optuna
 
 from incentive.errors import PluginError, RecipeError
 from incentive.plugin_manager import Hooks, make_plugin_manager
-from incentive.recipe import OneOfSpec, PluginSpec, Recipe, SearchParam, apply_overrides, option_label, validate_recipe
+from incentive.recipe import (
+    OneOfSpec,
+    PluginSpec,
+    Recipe,
+    SearchParam,
+    apply_overrides,
+    option_label,
+    validate_recipe,
+)
 
 __all__ = ["check_search", "structure_labels", "suggest", "trial_recipe"]
 
@@ -164,7 +172,9 @@ def _check_values(recipe: Recipe, where: str, designs: list[dict[str, Any]], bui
             build(chosen)
         except (RecipeError, PluginError) as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in design.items() if not k.endswith(".on"))
-            raise RecipeError(f"{recipe.source}: field '{where}': the searched value ({shown}) is invalid: {exc}") from None
+            raise RecipeError(
+                f"{recipe.source}: field '{where}': the searched value ({shown}) is invalid: {exc}"
+            ) from None
 
 
 def check_search(recipe: Recipe, build) -> None:
@@ -214,7 +224,11 @@ def check_search(recipe: Recipe, build) -> None:
     _check_values(_only(recipe, {}), "incentives", [structural], build)
     for path, param in space.items():  # each path alone first, so an error names it
         index = _entry_index(path)
-        if index is not None and index < len(recipe.incentives) and isinstance(recipe.incentives[index], OneOfSpec):
+        if (
+            index is not None
+            and index < len(recipe.incentives)
+            and isinstance(recipe.incentives[index], OneOfSpec)
+        ):
             raise RecipeError(
                 f"{recipe.source}: field 'search.space.{path}': incentives.{index} is a one_of group; "
                 "search an alternative's params with its own `search:` mapping"

@@ -180,7 +180,9 @@ def open_study(
     try:
         existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     except Exception as exc:
-        raise IncentiveError(f"{where}: cannot read the studies in the storage ({type(exc).__name__}: {exc})") from None
+        raise IncentiveError(
+            f"{where}: cannot read the studies in the storage ({type(exc).__name__}: {exc})"
+        ) from None
     if config.name not in existing:
         if not create:
             raise IncentiveError(f"{where}: no study named {config.name!r}")
@@ -198,10 +200,13 @@ def open_study(
     study = optuna.load_study(study_name=config.name, storage=storage, sampler=sampler, pruner=pruner)
     directions = [d.name.lower() for d in study.directions]
     stored_objectives = study.user_attrs.get("objectives")
-    if directions != config.directions or (stored_objectives is not None and stored_objectives != config.objectives):
+    if directions != config.directions or (
+        stored_objectives is not None and stored_objectives != config.objectives
+    ):
         raise RecipeError(
             f"{where}: study {config.name!r} exists with other objectives "
-            f"({list(zip(stored_objectives or ['?'] * len(directions), directions, strict=False))}, this recipe: "
+            f"({list(zip(stored_objectives or ['?'] * len(directions), directions, strict=False))}, "
+            "this recipe: "
             f"{list(zip(config.objectives, config.directions, strict=True))}); nothing was changed. Choose "
             "another study name (--study) or the recipe it was made with"
         )
@@ -305,8 +310,10 @@ def recover_dead_trials(study: optuna.Study, *, dead_workers: Sequence[str] = ()
         if trial.number in retried or trial.user_attrs.get("over_budget"):
             continue
         worker = trial.user_attrs.get("worker")
-        dead = trial.state == TrialState.RUNNING and worker is not None and (
-            worker in dead_workers or not _alive(worker)
+        dead = (
+            trial.state == TrialState.RUNNING
+            and worker is not None
+            and (worker in dead_workers or not _alive(worker))
         )
         interrupted = trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted")
         if interrupted:  # a Ctrl-C is not the design's fault: re-run it however often

@@ -63,7 +63,11 @@ def design_rows(study: optuna.Study, recipe: Recipe, budget: Budget) -> list[dic
         row["params"] = {k: v for k, v in t.params.items()}
         row["error"] = t.user_attrs.get("error")
         row["storage_s"] = t.user_attrs.get("storage_s")
-        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        duration = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
         row["seconds"] = duration
         rows.append(row)
     return rows
@@ -90,18 +94,22 @@ def _recipe_yaml(trial: FrozenTrial, header: list[str]) -> str:
 
 
 def _scores(trial: FrozenTrial, names: list[str], verified: dict | None) -> list[str]:
-    lines = [f"search score ({len(trial.user_attrs.get('seeds', []))} seeds): " + ", ".join(
-        f"{n} {v:.6g}" for n, v in zip(names, trial.values, strict=True)
-    )]
+    lines = [
+        f"search score ({len(trial.user_attrs.get('seeds', []))} seeds): "
+        + ", ".join(f"{n} {v:.6g}" for n, v in zip(names, trial.values, strict=True))
+    ]
     if verified:
-        lines.append(f"verified on fresh seeds {verified['seeds']}: " + ", ".join(
-            f"{n} {v:.6g}" for n, v in zip(names, verified["values"], strict=True)
-        ))
+        lines.append(
+            f"verified on fresh seeds {verified['seeds']}: "
+            + ", ".join(f"{n} {v:.6g}" for n, v in zip(names, verified["values"], strict=True))
+        )
     return lines
 
 
-def best_designs(study: optuna.Study, recipe: Recipe, budget: Budget, verified: dict[int, dict]) -> list[FrozenTrial]:
-    """The design(s) to recommend: the best verified one (else best searched); the Pareto front for several."""
+def best_designs(
+    study: optuna.Study, recipe: Recipe, budget: Budget, verified: dict[int, dict]
+) -> list[FrozenTrial]:
+    """The design(s) to recommend: the best verified (else searched) one; for several objectives the front."""
     from incentive.search import ranked_designs
 
     ranked = ranked_designs(study, recipe, budget)
@@ -128,14 +136,28 @@ def _plots(study: optuna.Study, recipe: Recipe, out: Path) -> list[str]:
     if len(names) == 1:
         plots.append(("history.png", lambda: ovm.plot_optimization_history(study, target_name=names[0])))
         plots.append(("importances.png", lambda: ovm.plot_param_importances(study)))
-        plots.append(("parallel_coordinates.png", lambda: ovm.plot_parallel_coordinate(study, target_name=names[0])))
+        plots.append(
+            ("parallel_coordinates.png", lambda: ovm.plot_parallel_coordinate(study, target_name=names[0]))
+        )
     else:
         plots.append(("pareto.png", lambda: ovm.plot_pareto_front(study, target_names=names)))
         for i, name in enumerate(names):
-            plots.append((f"history_{i}.png", lambda i=i, name=name: ovm.plot_optimization_history(
-                study, target=lambda t: t.values[i], target_name=name)))
-            plots.append((f"importances_{i}.png", lambda i=i, name=name: ovm.plot_param_importances(
-                study, target=lambda t: t.values[i], target_name=name)))
+            plots.append(
+                (
+                    f"history_{i}.png",
+                    lambda i=i, name=name: ovm.plot_optimization_history(
+                        study, target=lambda t: t.values[i], target_name=name
+                    ),
+                )
+            )
+            plots.append(
+                (
+                    f"importances_{i}.png",
+                    lambda i=i, name=name: ovm.plot_param_importances(
+                        study, target=lambda t: t.values[i], target_name=name
+                    ),
+                )
+            )
     for filename, draw in plots:
         if len(complete) < 2:
             notes.append(f"{filename}: needs 2 completed trials")
@@ -223,7 +245,11 @@ def write_outputs(result) -> tuple[list[dict[str, Any]], list[FrozenTrial], list
     if len(names) == 1:
         if best:
             t = best[0]
-            lines = [*header, f"best design: trial {t.number}", *_scores(t, names, result.verified.get(t.number))]
+            lines = [
+                *header,
+                f"best design: trial {t.number}",
+                *_scores(t, names, result.verified.get(t.number)),
+            ]
             (out / "best.yaml").write_text(_recipe_yaml(t, lines))
     else:
         pareto = out / "pareto"
@@ -231,7 +257,11 @@ def write_outputs(result) -> tuple[list[dict[str, Any]], list[FrozenTrial], list
         for old in pareto.glob("trial-*.yaml"):
             old.unlink()
         for t in best:
-            lines = [*header, f"Pareto design: trial {t.number}", *_scores(t, names, result.verified.get(t.number))]
+            lines = [
+                *header,
+                f"Pareto design: trial {t.number}",
+                *_scores(t, names, result.verified.get(t.number)),
+            ]
             (pareto / f"trial-{t.number}.yaml").write_text(_recipe_yaml(t, lines))
     notes = _plots(study, recipe, out)
     imp = importances(study, recipe)

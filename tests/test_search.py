@@ -83,7 +83,10 @@ def counted(study: optuna.Study) -> list:
 
 
 def rows(values):
-    return [{"train/iteration": i + 1, **({"designer/x": v} if v is not None else {})} for i, v in enumerate(values)]
+    return [
+        {"train/iteration": i + 1, **({"designer/x": v} if v is not None else {})}
+        for i, v in enumerate(values)
+    ]
 
 
 def test_run_score_averages_the_last_fraction_of_iterations():
@@ -176,15 +179,21 @@ def test_structure_search_builds_exactly_the_chosen_plugins(tmp_path):
     recipe = validate_recipe(structure_data(tmp_path), source="structure")
     chosen = trial_recipe(
         optuna.trial.FixedTrial(
-            {"incentives.0": "inequity_aversion", "inequity_aversion.alpha": 2.5, "social_value_orientation.on": False,
-             "learner.lr": 0.01}
+            {
+                "incentives.0": "inequity_aversion",
+                "inequity_aversion.alpha": 2.5,
+                "social_value_orientation.on": False,
+                "learner.lr": 0.01,
+            }
         ),
         recipe,
     )
     assert [(e.plugin, e.params) for e in chosen.incentives] == [("inequity_aversion", {"alpha": 2.5})]
     assert chosen.learner.lr == 0.01
     none = trial_recipe(
-        optuna.trial.FixedTrial({"incentives.0": "none", "social_value_orientation.on": True, "learner.lr": 0.01}),
+        optuna.trial.FixedTrial(
+            {"incentives.0": "none", "social_value_orientation.on": True, "learner.lr": 0.01}
+        ),
         recipe,
     )
     assert [e.plugin for e in none.incentives] == ["social_value_orientation"]
@@ -201,11 +210,17 @@ def test_structure_study_samples_conditional_params_only_for_chosen_plugins(tmp_
         study.tell(trial, 0.0)
         plugins = [e.plugin for e in chosen.incentives]
         choice = trial.params["incentives.0"]
-        assert ("reward_sharing.s" in trial.params) == (choice == "reward_sharing") == ("reward_sharing" in plugins)
+        assert (
+            ("reward_sharing.s" in trial.params)
+            == (choice == "reward_sharing")
+            == ("reward_sharing" in plugins)
+        )
         assert ("inequity_aversion.alpha" in trial.params) == (choice == "inequity_aversion")
         if choice == "inequity_aversion":
             entry = chosen.incentives[0]
-            assert entry.plugin == "inequity_aversion" and entry.params == {"alpha": trial.params["inequity_aversion.alpha"]}
+            assert entry.plugin == "inequity_aversion" and entry.params == {
+                "alpha": trial.params["inequity_aversion.alpha"]
+            }
         assert ("social_value_orientation" in plugins) == trial.params["social_value_orientation.on"]
     assert {t.params["incentives.0"] for t in study.trials} == {"none", "reward_sharing", "inequity_aversion"}
 
@@ -214,7 +229,10 @@ def test_structure_study_samples_conditional_params_only_for_chosen_plugins(tmp_
     ("change", "expected"),
     [
         ({"space": {"learner.nope": {"low": 0, "high": 1}}}, "search.space.learner.nope"),
-        ({"space": {"incentives.0.params.aggregate": {"choices": ["mean", "median"]}}}, "search.space.incentives.0.params.aggregate"),
+        (
+            {"space": {"incentives.0.params.aggregate": {"choices": ["mean", "median"]}}},
+            "search.space.incentives.0.params.aggregate",
+        ),
         ({"space": {"incentives.0.params.s": {"low": 1.0, "high": 0.0}}}, "range is inverted"),
         ({"space": {"learner.lr": {"choices": []}}}, "must not be empty"),
         ({"space": {"learner.lr": {"low": 0.0, "high": 1.0, "log": True}}}, "log range needs low > 0"),
@@ -236,7 +254,10 @@ def test_bad_search_input_names_the_field(tmp_path, change, expected):
 
 def test_multi_objective_refuses_pruning_and_cmaes(tmp_path):
     data = search_data(tmp_path, pruner="median")
-    data["objective"] = [{"metric": "collective_return"}, {"metric": "mutual_cooperation", "direction": "minimize"}]
+    data["objective"] = [
+        {"metric": "collective_return"},
+        {"metric": "mutual_cooperation", "direction": "minimize"},
+    ]
     recipe = validate_recipe(data, source="multi.yaml")
     with pytest.raises(RecipeError, match="cannot prune multi-objective"):
         make_pruner(recipe)
@@ -274,8 +295,11 @@ def test_journal_study_with_two_workers_runs_exactly_its_budget_and_best_yaml_ru
     assert (out / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     best = out / "best.yaml"
     assert subprocess.run([INCENTIVE, "validate", str(best)], capture_output=True).returncode == 0
-    ran = subprocess.run([INCENTIVE, "run", str(best), "--quiet", "--set", f"log.dir={tmp_path / 'best'}"],
-                         capture_output=True, text=True)
+    ran = subprocess.run(
+        [INCENTIVE, "run", str(best), "--quiet", "--set", f"log.dir={tmp_path / 'best'}"],
+        capture_output=True,
+        text=True,
+    )
     assert ran.returncode == 0, ran.stderr
     # rerunning the finished study trains nothing more
     again = run_search(str(path), "--workers", "2")
@@ -285,8 +309,13 @@ def test_journal_study_with_two_workers_runs_exactly_its_budget_and_best_yaml_ru
 
 
 def test_pruning_is_observed_and_marked(tmp_path):
-    data = search_data(tmp_path / "runs", trials=8, pruner="median", sampler="random",
-                       pruner_params={"n_startup_trials": 2, "n_warmup_steps": 3})
+    data = search_data(
+        tmp_path / "runs",
+        trials=8,
+        pruner="median",
+        sampler="random",
+        pruner_params={"n_startup_trials": 2, "n_warmup_steps": 3},
+    )
     data["train"]["total_steps"] = 8 * 10 * 12
     data["objective"] = {"metric": "mutual_cooperation"}
     data["learner"]["lr"] = 0.03
@@ -303,7 +332,10 @@ def test_pruning_is_observed_and_marked(tmp_path):
 
 def test_multi_objective_pareto_designs_are_non_dominated_and_valid(tmp_path):
     data = search_data(tmp_path / "runs", trials=5, sampler="nsga2", verify=0)
-    data["objective"] = [{"metric": "collective_return"}, {"metric": "mutual_cooperation", "direction": "minimize"}]
+    data["objective"] = [
+        {"metric": "collective_return"},
+        {"metric": "mutual_cooperation", "direction": "minimize"},
+    ]
     run_search(str(write(tmp_path, data)), "--workers", "1")
     out = study_dir(tmp_path)
     study = load(out)
@@ -316,7 +348,9 @@ def test_multi_objective_pareto_designs_are_non_dominated_and_valid(tmp_path):
         for b in complete:
             dominated = b.values[0] >= a.values[0] and b.values[1] <= a.values[1] and b.values != a.values
             assert not dominated
-        assert subprocess.run([INCENTIVE, "validate", str(out / "pareto" / f"trial-{n}.yaml")]).returncode == 0
+        assert (
+            subprocess.run([INCENTIVE, "validate", str(out / "pareto" / f"trial-{n}.yaml")]).returncode == 0
+        )
 
 
 def wait_for(predicate, timeout: float = 300, what: str = "condition"):
@@ -350,8 +384,12 @@ def slow_trials(data: dict) -> dict:
 
 def test_sigkill_of_a_worker_reruns_its_trial_once(tmp_path):
     path = write(tmp_path, slow_trials(search_data(tmp_path / "runs", trials=4)))
-    command = subprocess.Popen([INCENTIVE, "search", str(path), "--workers", "2"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    command = subprocess.Popen(
+        [INCENTIVE, "search", str(path), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out = study_dir(tmp_path)
     victim = wait_for(running_trial(out), what="a running trial")
     os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
@@ -369,8 +407,12 @@ def test_sigkill_of_a_worker_reruns_its_trial_once(tmp_path):
 
 def test_sigint_stops_and_rerun_resumes_the_budget(tmp_path):
     path = write(tmp_path, slow_trials(search_data(tmp_path / "runs", trials=4)))
-    command = subprocess.Popen([INCENTIVE, "search", str(path), "--workers", "1"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    command = subprocess.Popen(
+        [INCENTIVE, "search", str(path), "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out = study_dir(tmp_path)
     wait_for(running_trial(out), what="trial 1 running")
     command.send_signal(signal.SIGINT)
@@ -424,8 +466,11 @@ def test_postgres_study_with_two_workers(tmp_path, postgres_url):
     trials = counted(study)
     assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials)
     assert (study_dir(tmp_path, "pg_two_workers") / "best.yaml").exists()
-    shown = subprocess.run([INCENTIVE, "study", "show", postgres_url, "--study", "pg_two_workers"],
-                           capture_output=True, text=True)
+    shown = subprocess.run(
+        [INCENTIVE, "study", "show", postgres_url, "--study", "pg_two_workers"],
+        capture_output=True,
+        text=True,
+    )
     assert shown.returncode == 0 and "complete" in shown.stdout
 
 
@@ -433,8 +478,22 @@ def test_postgres_lost_machine_trial_goes_stale_and_is_rerun_once(tmp_path, post
     """Two 'machines' (two commands) share a study; one dies whole; the heartbeat re-runs its trial."""
     data = slow_trials(search_data(tmp_path / "runs", trials=4, heartbeat_interval=1, grace_period=3))
     path = write(tmp_path, data)
-    args = [INCENTIVE, "search", str(path), "--workers", "1", "--storage", postgres_url, "--study", "pg_lost", "--verify", "0"]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    args = [
+        INCENTIVE,
+        "search",
+        str(path),
+        "--workers",
+        "1",
+        "--storage",
+        postgres_url,
+        "--study",
+        "pg_lost",
+        "--verify",
+        "0",
+    ]
+    first = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     victim = wait_for(running_trial(None, postgres_url, "pg_lost"), what="a running trial")
     second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     os.killpg(first.pid, signal.SIGKILL)  # the whole machine: command and worker
