@@ -506,3 +506,61 @@ def test_postgres_lost_machine_trial_goes_stale_and_is_rerun_once(tmp_path, post
     reruns = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(reruns) == 1
     assert next(t for t in study.trials if t.number == victim.number).state == TrialState.FAIL
+
+
+# --- samplers, pruners, constraints, W&B ---------------------------------------------------
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "cmaes", "nsga2", "gp"])
+def test_every_sampler_drives_the_structure_space(tmp_path, sampler):
+    data = structure_data(tmp_path)
+    data["incentives"][0]["one_of"][1]["search"]["s"]["step"] = 0.5
+    data["incentives"][0]["one_of"][2]["search"]["alpha"]["step"] = 2.5
+    data["search"]["space"] = {"learner.lr": {"choices": [0.001, 0.01]}}
+    data["search"]["sampler"] = sampler
+    recipe = validate_recipe(data, source="samplers")
+    study = optuna.create_study(sampler=make_sampler(recipe, seed=0))
+    for _ in range(4):
+        trial = study.ask()
+        chosen = trial_recipe(trial, recipe)
+        study.tell(trial, float(len(chosen.incentives)))
+    assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+@pytest.mark.parametrize(
+    ("pruner", "cls"),
+    [
+        ("median", optuna.pruners.MedianPruner),
+        ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+        ("wilcoxon", optuna.pruners.WilcoxonPruner),
+        ("none", optuna.pruners.NopPruner),
+    ],
+)
+def test_every_pruner_is_built(tmp_path, pruner, cls):
+    recipe = validate_recipe(search_data(tmp_path, pruner=pruner, repeats=2), source="pruners")
+    assert isinstance(make_pruner(recipe), cls)
+
+
+def test_trials_are_wandb_runs_in_the_study_group_with_constraints(tmp_path):
+    from wandb_records import read_records, run_config
+
+    data = search_data(tmp_path / "runs", trials=2, constraints=[{"metric": "collective_return", "at_most": 1e6}])
+    data["log"]["wandb"] = {"mode": "offline"}
+    run_search(str(write(tmp_path, data)), "--workers", "1", "--study", "logged")
+    out = study_dir(tmp_path, "logged")
+    study = load(out, "logged")
+    for t in counted(study):
+        assert t.user_attrs["constraints"]["c0"] < 0  # feasible: far below the bound
+        assert any(key.startswith("constraints") for key in t.system_attrs)  # Optuna's set_constraint
+        files = list((out / "trials").glob(f"{t.number:04d}-seed-*/wandb/offline-run-*/run-*.wandb"))
+        assert len(files) == 1
+        records = read_records(files[0])
+        run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+        assert run.run_group == "logged" and run.job_type == "trial"
+        config = run_config(records)
+        assert json.loads(config["trial"]) == t.number and json.loads(config["study"]) == "logged"
+    summary = list(out.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(summary) == 1
+    tables = [r for r in read_records(summary[0]) if r.WhichOneof("record_type") == "history"]
+    assert tables, "the study's summary run logs its tables"
