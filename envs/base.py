@@ -58,9 +58,9 @@ def _copy(value: Any) -> Any:
 
 
 class EnvParams(BaseModel):
-    """Base of every env's `Params` model: unknown keys are errors."""
+    """Base of every env's `Params` model: unknown keys are errors, numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 @dataclass
@@ -105,6 +105,9 @@ class BatchedEnv:
     task_keys: ClassVar[tuple[str, ...]] = ()
     #: Attribute names of tensors that make up the env's state, for checkpoints.
     state_keys: ClassVar[tuple[str, ...]] = ()
+    #: True for an env that imports and calls code its params name (the PettingZoo adapter):
+    #: `incentive validate` then checks its params only and never builds it.
+    runs_user_code: ClassVar[bool] = False
 
     possible_agents: list[str]
     observation_spaces: dict[str, gymnasium.spaces.Box]

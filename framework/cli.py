@@ -2,14 +2,16 @@
 
 Terminal output lives here and nowhere else: the progress bar is a small
 plugin the CLI registers for the run. Errors the user can fix print as one
-paragraph and exit with code 2.
+paragraph and exit with code 2 (`--debug` adds the full traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from incentive import hookimpl
-from incentive.errors import IncentiveError
+from incentive.errors import IncentiveError, PluginError
 from incentive.recipe import Recipe, load_recipe
 
 __all__ = ["main"]
@@ -30,7 +32,9 @@ EXIT_BAD_INPUT = 2
 class ProgressBar:
     """Shows steps, steps/s and the designer's objective while a run trains."""
 
-    def __init__(self, console: Console, objective: str, total_steps: int) -> None:
+    def __init__(
+        self, console: Console, objective: str, total_steps: int, description: str = "training"
+    ) -> None:
         self.objective = objective
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -42,7 +46,7 @@ class ProgressBar:
             console=console,
             transient=False,
         )
-        self.task = self.progress.add_task("training", total=total_steps, speed=0.0, objective="")
+        self.task = self.progress.add_task(description, total=total_steps, speed=0.0, objective="")
         self.latest: float | None = None
 
     @hookimpl
@@ -68,6 +72,32 @@ class ProgressBar:
         self.progress.stop()
 
 
+class RunAnnouncer:
+    """Prints the run directory, and how to continue it, when the run starts."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.run_dir: Path | None = None
+
+    @hookimpl
+    def incentive_setup(self, run) -> None:
+        """Say where the run writes, first thing."""
+        self.run_dir = run.run_dir
+        self.console.print(
+            f"run directory: [bold]{escape(str(run.run_dir))}[/bold] "
+            f"(Ctrl-C stops it; `incentive run --resume {escape(str(run.run_dir))}` continues it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _budget(recipe: Recipe) -> tuple[int, int, int]:
+    """(iterations, steps per iteration, steps trained): total_steps rounded up to whole iterations."""
+    per_iteration = recipe.learner.rollout_steps * recipe.env.num_envs
+    iterations = max(1, math.ceil(recipe.train.total_steps / per_iteration))
+    return iterations, per_iteration, iterations * per_iteration
+
+
 def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
@@ -83,11 +113,16 @@ def _summary(console: Console, run_dir: Path, metrics: dict[str, Any]) -> None:
             value = metrics[key]
             table.add_row(key, _number(value))
     console.print(table)
+    if not any(key.startswith("designer/") for key in metrics):
+        console.print(
+            "no episode finished in the last iteration, so there are no designer metrics yet: they need "
+            "longer runs (raise train.total_steps, or learner.rollout_steps above the episode length)"
+        )
     console.print(f"run directory: [bold]{run_dir}[/bold]")
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from incentive.runner import load_run_recipe, resume_run, start_run
+    from incentive.runner import RunFinished, load_run_recipe, resume_run, start_run
 
     if args.resume:
         if args.recipe or args.set:
@@ -98,27 +133,58 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         if not args.recipe:
             raise IncentiveError("incentive run: give a recipe file (or --resume RUN_DIR)")
         recipe = load_recipe(args.recipe, args.set)
-    extra = []
-    if not args.quiet:
-        extra.append(
-            ("progress", ProgressBar(console, recipe.objectives[0].metric, recipe.train.total_steps))
+    iterations, per_iteration, steps = _budget(recipe)
+    description = "training"
+    if steps != recipe.train.total_steps:
+        description = (
+            f"training ({recipe.train.total_steps:,} asked, rounded up to {iterations:,} iterations)"
         )
-    if args.resume:
-        metrics = resume_run(run_dir, extra_plugins=extra)
-    else:
-        run_dir, metrics = start_run(recipe, run_id=args.run_id, extra_plugins=extra)
+        console.print(
+            f"train.total_steps {recipe.train.total_steps:,} is rounded up to whole iterations: "
+            f"{iterations:,} x {per_iteration:,} (learner.rollout_steps x env.num_envs) = {steps:,} steps",
+            highlight=False,
+        )
+    announcer = RunAnnouncer(console)
+    extra: list[tuple[str, Any]] = [("announce", announcer)]
+    if not args.quiet:
+        extra.append(("progress", ProgressBar(console, recipe.objectives[0].metric, steps, description)))
+    try:
+        if args.resume:
+            metrics = resume_run(run_dir, extra_plugins=extra)
+        else:
+            run_dir, metrics = start_run(recipe, run_id=args.run_id, extra_plugins=extra)
+    except RunFinished as done:
+        console.print(
+            f"{done.run_dir}: this run already finished (iteration {done.iteration}); nothing to do"
+        )
+        _summary(console, done.run_dir, done.metrics)
+        return 0
+    except KeyboardInterrupt:
+        stopped = announcer.run_dir
+        if stopped is not None and (stopped / "checkpoint.pt").exists():
+            message = f"interrupted; continue from the last checkpoint with: incentive run --resume {stopped}"
+        else:
+            message = "interrupted before the first checkpoint; nothing to resume (start the run again)"
+        Console(stderr=True, soft_wrap=True).print(message, highlight=False, markup=False)
+        return 130
     _summary(console, run_dir, metrics)
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    from incentive.loop import check_objectives, make_env
+    from incentive.loop import check_env_params, check_objectives, make_env
     from incentive.plugin_manager import make_plugin_manager
+    from incentive.sizes import check_sizes
 
     recipe = load_recipe(args.recipe, args.set)
     pm = make_plugin_manager(recipe)
-    env = make_env(recipe.env.model_copy(update={"num_envs": 1}), source=recipe.source)
-    check_objectives(recipe, env, pm)
+    if check_env_params(recipe.env, source=recipe.source).runs_user_code:
+        # an env that imports and calls code the recipe names is never built by validate
+        console.print(f"{recipe.source}: env {recipe.env.id!r} is checked by its params only (not built)")
+    else:
+        env = make_env(recipe.env.model_copy(update={"num_envs": 1}), source=recipe.source)
+        check_objectives(recipe, env, pm)
+        check_sizes(recipe, env)
     console.print(
         f"{args.recipe}: valid recipe {recipe.name!r} (env {recipe.env.id}, "
         f"{len(recipe.plugin_specs())} plugin(s), {recipe.train.total_steps:,} steps)"
@@ -171,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="incentive", description="Incentive design for multi-agent reinforcement learning."
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train a recipe (or --resume a stopped run)")
     run.add_argument("recipe", nargs="?", help="recipe YAML file")
@@ -202,9 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except IncentiveError as exc:
-        Console(stderr=True, soft_wrap=True).print(
-            f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False
-        )
+        err = Console(stderr=True, soft_wrap=True)
+        if args.debug:
+            err.print("".join(traceback.format_exception(exc)), highlight=False, markup=False)
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+        if isinstance(exc, PluginError) and not args.debug:
+            err.print("(`incentive --debug ...` shows the full traceback)", highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted; the last checkpoint can be resumed with --resume")
