@@ -310,6 +310,16 @@ class Recipe(Strict):
 # --- loading -------------------------------------------------------------
 
 
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
+}
+
+
+def _refused(node: yaml.Node) -> str:
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    return f"{tag} values are not allowed in a recipe (use a plain string, number, list or mapping)"
+
+
 class RecipeLoader(yaml.SafeLoader):
     """YAML's safe loader, stricter where a recipe needs it.
 
@@ -323,7 +333,7 @@ class RecipeLoader(yaml.SafeLoader):
         if isinstance(node, yaml.MappingNode):
             self.flatten_mapping(node)
             first_line: dict[Any, int] = {}
-            for key_node, _ in node.value:
+            for key_node, value_node in node.value:
                 key = self.construct_object(key_node, deep=True)
                 try:
                     hash(key)
@@ -343,15 +353,14 @@ class RecipeLoader(yaml.SafeLoader):
                         key_node.start_mark,
                     )
                 first_line[key] = line
+                if value_node.tag not in _PLAIN_TAGS:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"field {key!r}: {_refused(value_node)}", value_node.start_mark
+                    )
         return super().construct_mapping(node, deep=deep)
 
     def _refuse(self, node: yaml.Node) -> None:
-        raise yaml.constructor.ConstructorError(
-            None,
-            None,
-            f"{node.tag} values are not allowed in a recipe (use a plain string, number or list)",
-            node.start_mark,
-        )
+        raise yaml.constructor.ConstructorError(None, None, _refused(node), node.start_mark)
 
     def _as_string(self, node: yaml.Node) -> str:
         return str(node.value)
