@@ -11,13 +11,13 @@ from __future__ import annotations
 import inspect
 import traceback
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
 from pydantic import BaseModel, ValidationError
 
 from incentive import hookspecs
+from incentive.envs.registry import group_entry_points
 from incentive.errors import PluginError, RecipeError
 from incentive.markers import PROJECT
 from incentive.recipe import PluginSpec, Recipe, closest, format_validation_error
@@ -59,19 +59,27 @@ class PluginInfo:
 
     def load(self) -> type:
         """Import the plugin class."""
-        for ep in entry_points(group=PLUGIN_GROUP, name=self.name):
-            return ep.load()
+        for ep in group_entry_points(PLUGIN_GROUP):
+            if ep.name == self.name:
+                return ep.load()
         raise KeyError(self.name)
+
+
+_FOUND: list[tuple[tuple, dict[str, PluginInfo]]] = []
 
 
 def available_plugins() -> dict[str, PluginInfo]:
     """Every installed plugin by name (the entry-point group `incentive.plugins`)."""
+    points = group_entry_points(PLUGIN_GROUP)
+    if _FOUND and _FOUND[0][0] is points:  # reading distributions' metadata is slow: once per scan
+        return dict(_FOUND[0][1])
     found = {}
-    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+    for ep in points:
         dist = ep.dist
         source = f"{dist.name} {dist.version}" if dist is not None else "unknown"
         found[ep.name] = PluginInfo(name=ep.name, value=ep.value, source=source)
-    return found
+    _FOUND[:] = [(points, found)]
+    return dict(found)
 
 
 def hook_families(cls: type) -> list[str]:

@@ -102,7 +102,7 @@ def test_deep_nesting(capsys, tmp_path: Path, depth: int):
         "name: deep\nenv: {id: prisoners_dilemma, params: {x: " + "[" * depth + "]" * depth + "}}\n"
     )
     code, _, err = run_cli(capsys, "validate", str(path))
-    assert_clean_error(code, err, str(path), "nested")
+    assert_clean_error(code, err, str(path), "nest")
 
 
 @pytest.mark.parametrize(
