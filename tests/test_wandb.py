@@ -46,7 +46,7 @@ def test_wandb_prints_nothing(write_recipe, tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr
     assert "wandb:" not in done.stdout.lower() and done.stderr == ""
-    assert done.stdout.lstrip().startswith("summary")
+    assert done.stdout.lstrip().startswith("run directory:") and "summary" in done.stdout
 
 
 def test_failing_wandb_never_stops_a_run(write_recipe, monkeypatch):
