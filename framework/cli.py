@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import traceback
 from pathlib import Path
@@ -93,8 +92,10 @@ class RunAnnouncer:
 
 def _budget(recipe: Recipe) -> tuple[int, int, int]:
     """(iterations, steps per iteration, steps trained): total_steps rounded up to whole iterations."""
+    from incentive.runner import num_iterations
+
     per_iteration = recipe.learner.rollout_steps * recipe.env.num_envs
-    iterations = max(1, math.ceil(recipe.train.total_steps / per_iteration))
+    iterations = num_iterations(recipe)
     return iterations, per_iteration, iterations * per_iteration
 
 
@@ -136,9 +137,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     iterations, per_iteration, steps = _budget(recipe)
     description = "training"
     if steps != recipe.train.total_steps:
-        description = (
-            f"training ({recipe.train.total_steps:,} asked, rounded up to {iterations:,} iterations)"
-        )
+        description = "training (rounded up)"  # the line above says to what
         console.print(
             f"train.total_steps {recipe.train.total_steps:,} is rounded up to whole iterations: "
             f"{iterations:,} x {per_iteration:,} (learner.rollout_steps x env.num_envs) = {steps:,} steps",

@@ -26,7 +26,7 @@ from incentive.metrics import MetricsFile
 from incentive.plugin_manager import make_plugin_manager
 from incentive.recipe import Recipe, parse_yaml, plain_name, validate_recipe
 
-__all__ = ["RECIPE_FILE", "RunFinished", "new_run_dir", "resume_run", "start_run"]
+__all__ = ["RECIPE_FILE", "RunFinished", "new_run_dir", "num_iterations", "resume_run", "start_run"]
 
 RECIPE_FILE = "recipe.yaml"
 
