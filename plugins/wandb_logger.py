@@ -28,6 +28,7 @@ import json
 import os
 import re
 import struct
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,14 @@ from typing import Any
 from incentive import hookimpl
 from incentive.recipe import WandbSpec
 
-__all__ = ["WandbLogger", "logged_steps"]
+__all__ = ["WandbLogger", "logged_steps", "settled_steps"]
 
 _BLOCK = 32 * 1024
 _FULL, _LAST = 1, 4
 
 
-def logged_steps(path: Path) -> set[int]:
-    """History steps recorded in a W&B run file (`run-<id>.wandb`); a cut-off end is ignored.
+def logged_steps(path: Path) -> tuple[set[int], bool]:
+    """(history steps, whether it has its exit record) of a W&B run file; a cut-off end is ignored.
 
     The file is W&B's LevelDB-style log: a 7-byte header, then 32 KiB blocks of
     records, each with a 7-byte header (CRC32, length, type: 1 full, 2 first,
@@ -52,8 +53,9 @@ def logged_steps(path: Path) -> set[int]:
 
     data = Path(path).read_bytes()
     steps: set[int] = set()
+    finished = False
     if data[:4] != b":W&B":
-        return steps
+        return steps, finished
     pending, pos = b"", 7
     while pos + 7 <= len(data):
         left = _BLOCK - pos % _BLOCK
@@ -73,9 +75,28 @@ def logged_steps(path: Path) -> set[int]:
             except Exception:
                 break
             pending = b""
-            if record.WhichOneof("record_type") == "history":
+            kind = record.WhichOneof("record_type")
+            if kind == "history":
                 steps.add(int(record.history.step.num))
-    return steps
+            finished = finished or kind == "exit"
+    return steps, finished
+
+
+def settled_steps(path: Path, *, quiet_for: float = 10.0, timeout: float = 30.0) -> set[int]:
+    """The history steps of an earlier session's file once W&B has finished writing it.
+
+    W&B's service writes in the background, so a session that just ended in
+    this process may not have written everything yet: wait for its exit
+    record, unless the file has been quiet for `quiet_for` seconds (a killed
+    session never writes one).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        steps, finished = logged_steps(path)
+        quiet = time.time() - Path(path).stat().st_mtime > quiet_for
+        if finished or quiet or time.monotonic() > deadline:
+            return steps
+        time.sleep(0.2)
 
 
 def _rows(path: Path) -> dict[int, dict[str, Any]]:
@@ -177,7 +198,7 @@ class WandbLogger:
             held: set[int] = set()
             for path in sorted(Path(run.run_dir, "wandb").glob("*run-*/run-*.wandb")):
                 if path.resolve().parent != current:
-                    held |= logged_steps(path)
+                    held |= settled_steps(path)
             metrics, perf = _rows(run.run_dir / "metrics.jsonl"), _rows(run.run_dir / "perf.jsonl")
             for step in sorted(metrics):
                 if step <= covered and step not in held:

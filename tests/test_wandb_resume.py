@@ -15,6 +15,7 @@ import pytest
 from wandb_records import history_rows, read_records
 
 from incentive import hookimpl
+from incentive.plugins.wandb_logger import logged_steps
 from incentive.recipe import load_recipe
 from incentive.runner import resume_run, start_run
 
@@ -110,3 +111,17 @@ def test_sigkill_and_resume_leave_wandb_equal_to_metrics(write_recipe, tmp_path:
     assert not (run_dir / "wandb-error.txt").exists()
     assert resumed.returncode == 0, resumed.stderr
     assert_wandb_equals_metrics(run_dir)
+
+
+def test_a_run_file_cut_mid_record_reads_up_to_the_cut(write_recipe, tmp_path: Path):
+    path = write_recipe(train__total_steps=8 * 16 * 4, log__wandb={"mode": "offline"})
+    run_dir, _ = start_run(load_recipe(path), run_id="cut")
+    assert_wandb_equals_metrics(run_dir)
+    (source,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    steps, finished = logged_steps(source)
+    assert steps == {1, 2, 3, 4} and finished
+    data = source.read_bytes()
+    for cut in range(7, len(data), max(1, len(data) // 40)):
+        (tmp_path / "cut.wandb").write_bytes(data[:cut])
+        steps, finished = logged_steps(tmp_path / "cut.wandb")
+        assert steps <= {1, 2, 3, 4} and not finished
