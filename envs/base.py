@@ -60,9 +60,9 @@ def _copy(value: Any) -> Any:
 
 
 class EnvParams(BaseModel):
-    """Base of every env's `Params` model: unknown keys are errors."""
+    """Base of every env's `Params` model: unknown keys are errors, numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 @dataclass
@@ -113,6 +113,9 @@ class BatchedEnv:
     test_levels: torch.Tensor | None = None
     #: Whether `set_task` accepts test levels: set only on the evaluator's own copy of the env.
     allow_test_levels: bool = False
+    #: True for an env that imports and calls code its params name (the PettingZoo adapter):
+    #: `incentive validate` then checks its params only and never builds it.
+    runs_user_code: ClassVar[bool] = False
 
     possible_agents: list[str]
     observation_spaces: dict[str, gymnasium.spaces.Box]

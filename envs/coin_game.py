@@ -102,12 +102,12 @@ class CoinGameParams(EnvParams):
     """Parameters of the Coin Game."""
 
     grid_size: int = Field(
-        3, description="Side n of the n x n grid (wraps around); n**2 must exceed num_agents."
+        3, le=256, description="Side n of the n x n grid (wraps around); n**2 must exceed num_agents."
     )
     num_agents: int = Field(
-        2, description="Number of agents N; agent i's colour is i and coins cycle through them."
+        2, le=256, description="Number of agents N; agent i's colour is i and coins cycle through them."
     )
-    episode_length: int = Field(150, description="Steps per episode (the game's horizon).")
+    episode_length: int = Field(150, ge=1, le=10**9, description="Steps per episode (the game's horizon).")
 
     @field_validator("grid_size")
     @classmethod

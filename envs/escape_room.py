@@ -61,11 +61,11 @@ MOVE_PENALTY = -1.0
 class EscapeRoomParams(EnvParams):
     """Parameters of Escape Room ER(N, M)."""
 
-    num_agents: int = Field(2, ge=2, description="N, the number of agents (at least 2).")
+    num_agents: int = Field(2, ge=2, le=1024, description="N, the number of agents (at least 2).")
     min_at_lever: int = Field(
         1, ge=1, description="M, agents needed at the lever to open the door (1 <= M < N)."
     )
-    max_steps: int = Field(5, ge=1, description="Steps per episode at most (LIO uses 5).")
+    max_steps: int = Field(5, ge=1, le=10**9, description="Steps per episode at most (LIO uses 5).")
 
     @model_validator(mode="after")
     def _lever_below_agents(self) -> EscapeRoomParams:

@@ -467,14 +467,16 @@ class GridParams(EnvParams):
     num_agents: int | None = Field(
         None, ge=1, description="Agents, at most the map's spawn points; None: the map's number."
     )
-    episode_length: int | None = Field(None, ge=1, description="Steps per episode; None: the map's.")
+    episode_length: int | None = Field(
+        None, ge=1, le=10**9, description="Steps per episode; None: the map's."
+    )
     view_size: int | None = Field(
-        None, ge=1, description="Side of the odd square egocentric window; None: the map's."
+        None, ge=1, le=255, description="Side of the odd square egocentric window; None: the map's."
     )
     punishment: bool | None = Field(
         None, description="Add the punishment beam (cost 1, hit 50); None: the map's (original)."
     )
-    beam_length: int = Field(5, ge=1, description="Cells per beam line (every beam the game has).")
+    beam_length: int = Field(5, ge=1, le=255, description="Cells per beam line (every beam the game has).")
 
     @field_validator("view_size")
     @classmethod

@@ -56,7 +56,7 @@ class MatrixGameParams(EnvParams):
         PRISONERS_DILEMMA,
         description="payoffs[a_row][a_col] = [row reward, column reward]; action 0 cooperates.",
     )
-    episode_length: int = Field(100, ge=1, description="Steps per episode.")
+    episode_length: int = Field(100, ge=1, le=10**9, description="Steps per episode.")
 
     @field_validator("payoffs")
     @classmethod

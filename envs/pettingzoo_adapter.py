@@ -12,13 +12,22 @@
 | reward       | what the env pays each agent on the step it pays it                    |
 | episode      | the env's; an instance resets itself once all its agents are done      |
 
-Recipe: `env: {id: pettingzoo, params: {import_path: pettingzoo.classic.rps_v2}}`.
-`import_path` is a module (`pettingzoo.classic.rps_v2`, `mpe2.simple_spread_v3`)
-or `module:callable` returning an env; `kwargs` go to the constructor (MPE and
-other continuous-control envs need `continuous_actions: false`). With `api:
-auto` a module's `parallel_env` is used when it has one, else its `env` (AEC);
-`parallel` and `aec` force one API (through PettingZoo's own conversions where
-the module only offers the other).
+Recipe: `env: {id: pettingzoo, params: {module: pettingzoo.classic.rps_v2}}`.
+`module` is the dotted path of a module that provides a PettingZoo env the
+way PettingZoo's own do, as `parallel_env()` and/or `env()`
+(`pettingzoo.classic.rps_v2`, `mpe2.simple_spread_v3`); `kwargs` go to that
+function (MPE and other continuous-control envs need `continuous_actions:
+false`). With `api: auto` a module's `parallel_env` is used when it has one,
+else its `env` (AEC); `parallel` and `aec` force one API (through
+PettingZoo's own conversions where the module only offers the other). What
+the function builds must be a PettingZoo `ParallelEnv` or `AECEnv`, else the
+run stops with an error naming the module.
+
+Trust: building the env imports `module` and calls its function, which runs
+that module's code, as a Hydra `_target_` does. Run recipes from people you
+trust, as you would their scripts. `incentive validate` never builds this
+env (it checks the params only), and nothing else is imported or called:
+the params take a module path, not an arbitrary `module:callable`.
 
 Parallel envs are stepped with every live agent's action; `acting` marks the
 live agents. AEC (turn-based) envs are stepped once per batched step, by the
@@ -53,9 +62,11 @@ if any agent's episode ended by termination on that step, `truncated`
 otherwise.
 
 Seeding: `reset(seed)` resets instance e with `seed + e` (the first reset
-without a seed uses 0, like `BatchedEnv`); automatic resets afterwards pass no
-seed, so each copy continues its own seeded generator and instance e behaves
-exactly like a lone copy seeded with `seed + e`.
+without a seed uses 0, like `BatchedEnv`). Every automatic reset afterwards
+passes a new seed drawn from instance e's own stream (`self.rng`, seeded with
+`seed + e`), so instance e behaves exactly like a lone copy seeded with
+`seed + e`, and each episode of a copy is a function of its reset seed and
+the actions it was given since.
 
 Speed: a third-party env is a Python object, so this adapter loops over the E
 copies in Python on every step (unavoidable). It keeps the rest lean: one
@@ -64,25 +75,28 @@ flags of all instances, and becomes tensors through a single
 `torch.from_numpy` per step. The framework's own envs are batched and much
 faster.
 
-Checkpoints pickle the E copies with their game state (PettingZoo's `EzPickle`
-would only keep the constructor's arguments, so its objects are pickled by
-their `__dict__`; pygame screens and fonts are not saved, so a restored copy
-cannot render); `state_dict` raises a clear error for an env that cannot be
-pickled. There are no designer metrics specific to this env.
+Checkpoints hold no pickled objects (a checkpoint is plain data, read with
+`torch.load(weights_only=True)`, so a crafted file cannot run code). A
+third-party env's internal state is arbitrary Python objects that plain data
+cannot capture in general, so the adapter stores what reconstructs it
+instead: for each copy, the seed of its current episode's reset and the
+actions it has been given since (an [n, A] int64 tensor, n at most the
+episode length). Restoring resets each copy with that seed and replays those
+actions, which rebuilds the game exactly for any env whose `reset(seed)`
+makes it reproducible, as PettingZoo's API asks (its seed test checks it).
+The cost: a resume replays at most one episode per copy. There are no
+designer metrics specific to this env.
 """
 
 from __future__ import annotations
 
 import importlib
-import io
-import pickle
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import gymnasium
 import numpy as np
 import torch
-from gymnasium.utils.ezpickle import EzPickle
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import aec_to_parallel, parallel_to_aec
 from pydantic import Field
@@ -97,13 +111,15 @@ Api = Literal["auto", "parallel", "aec"]
 class PettingZooAdapterParams(EnvParams):
     """Which PettingZoo env to run and how."""
 
-    import_path: str = Field(
+    module: str = Field(
         ...,
-        min_length=1,
-        description="Module with parallel_env/env (e.g. pettingzoo.classic.rps_v2) or module:callable.",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        max_length=200,
+        description="Dotted path of a module that provides parallel_env() and/or env(), as PettingZoo's "
+        "own do (e.g. pettingzoo.classic.rps_v2). Building the env imports it and calls that function.",
     )
     kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments passed to the env's constructor."
+        default_factory=dict, description="Keyword arguments passed to parallel_env()/env()."
     )
     api: Api = Field(
         "auto", description="auto: parallel_env if the module has it, else env (AEC); or force one."
@@ -115,34 +131,28 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _make_factory(import_path: str, kwargs: dict[str, Any], api: Api) -> Callable[[], Any]:
+def _make_factory(module_name: str, kwargs: dict[str, Any], api: Api) -> Callable[[], Any]:
     """A function that builds one copy of the env (ParallelEnv or AECEnv, per `api`).
 
     Raises:
-        ValueError: the path does not import or does not lead to a PettingZoo env.
+        ValueError: the module does not import or does not provide a PettingZoo env.
 
     """
-    where = f"import_path {import_path!r}"
-    module_name, _, attribute = import_path.partition(":")
+    where = f"module {module_name!r}"
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise ValueError(f"{where} does not import: {_one_line(exc)}") from exc
 
-    if attribute:
-        constructor = getattr(module, attribute, None)
-        if not callable(constructor):
-            raise ValueError(f"{where}: module {module_name!r} has no callable {attribute!r}")
-    else:
-        names = {"auto": ("parallel_env", "env"), "parallel": ("parallel_env", "env")}
-        names["aec"] = ("env", "parallel_env")
-        found = [n for n in names[api] if callable(getattr(module, n, None))]
-        if not found:
-            raise ValueError(
-                f"{where} is not a PettingZoo env module: it has neither `parallel_env` nor `env` "
-                "(give module:callable for another constructor)"
-            )
-        constructor = getattr(module, found[0])
+    names = {"auto": ("parallel_env", "env"), "parallel": ("parallel_env", "env")}
+    names["aec"] = ("env", "parallel_env")
+    found = [n for n in names[api] if callable(getattr(module, n, None))]
+    if not found:
+        raise ValueError(
+            f"{where} is not a PettingZoo env module: it has neither a `parallel_env` nor an `env` "
+            "function (a module that provides a PettingZoo env, as pettingzoo.classic.rps_v2 does)"
+        )
+    constructor = getattr(module, found[0])
 
     def build() -> Any:
         try:
@@ -160,48 +170,12 @@ def _make_factory(import_path: str, kwargs: dict[str, Any], api: Api) -> Callabl
             raise ValueError(f"{where}: cannot run it with api={api!r}: {_one_line(exc)}") from exc
         if not isinstance(env, ParallelEnv | AECEnv):
             raise ValueError(
-                f"{where} is not a PettingZoo env: it built a {type(env).__name__}, "
-                "not a pettingzoo ParallelEnv or AECEnv"
+                f"{where} is not a PettingZoo env module: its {found[0]}() built a "
+                f"{type(env).__module__}.{type(env).__name__}, not a pettingzoo ParallelEnv or AECEnv"
             )
         return env
 
     return build
-
-
-def _blank(cls: type) -> Any:
-    return cls.__new__(cls)
-
-
-def _fill(obj: Any, state: dict[str, Any]) -> None:
-    obj.__dict__.update(state)
-
-
-def _nothing() -> None:
-    return None
-
-
-class _StatePickler(pickle.Pickler):
-    """Pickles an env's game state.
-
-    `EzPickle` objects (most PettingZoo envs) are pickled by their `__dict__`:
-    `EzPickle` itself keeps only the constructor's arguments, so plain pickling
-    would restore a freshly built env, not the game in progress. pygame objects
-    (screens and fonts some envs create even without rendering) are rendering
-    resources, not state, and cannot be pickled: they are restored as None.
-    """
-
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, EzPickle):
-            return _blank, (type(obj),), obj.__dict__, None, None, _fill
-        if type(obj).__module__.startswith("pygame"):
-            return _nothing, ()
-        return NotImplemented
-
-
-def _dumps(obj: Any) -> bytes:
-    out = io.BytesIO()
-    _StatePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
-    return out.getvalue()
 
 
 class _AgentSpec:
@@ -274,12 +248,16 @@ class PettingZooAdapter(BatchedEnv):
     """
 
     Params: ClassVar[type[EnvParams]] = PettingZooAdapterParams
+    runs_user_code: ClassVar[bool] = True
 
     def __init__(self, *, num_envs: int, params: EnvParams, device: str = "cpu") -> None:
         super().__init__(num_envs=num_envs, params=params, device=device)
-        where = f"import_path {params.import_path!r}"
-        build = _make_factory(params.import_path, dict(params.kwargs), params.api)
+        where = f"module {params.module!r}"
+        build = _make_factory(params.module, dict(params.kwargs), params.api)
         self._envs = [build() for _ in range(num_envs)]
+        # what rebuilds each copy's game on a resume: its episode's reset seed and actions since
+        self._episode_seeds = [0] * num_envs
+        self._episode_actions: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
         first = self._envs[0]
         self.is_parallel = isinstance(first, ParallelEnv)
         self.possible_agents = list(first.possible_agents)
@@ -332,9 +310,14 @@ class PettingZooAdapter(BatchedEnv):
         buf = self._buf
         self._clear(buf)
         seed = self._reset_seed
-        for e, env in enumerate(self._envs):
-            self._reset_one(env, buf[e], None if seed is None else seed + e)
+        for e in range(self.num_envs):
+            self._new_episode(e, buf[e], self.rng.draw_one(e) if seed is None else seed + e)
         return self._timestep(done=None, info=None)
+
+    def _new_episode(self, e: int, row: np.ndarray, seed: int) -> None:
+        self._episode_seeds[e] = seed
+        self._episode_actions[e] = []
+        self._reset_one(self._envs[e], row, seed)
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         """Step every copy with its live agents' actions; see the module docstring.
@@ -352,10 +335,12 @@ class PettingZooAdapter(BatchedEnv):
         self._clear(buf)
         acts = actions.detach().to("cpu", torch.long).numpy()
         step_one = self._step_parallel if self.is_parallel else self._step_aec
+        for e in range(self.num_envs):
+            self._episode_actions[e].append(acts[e].copy())
         done = [e for e, env in enumerate(self._envs) if step_one(env, buf[e], acts[e])]
         for e in done:
             self._final[e] = buf[e, : self._obs_width]
-            self._reset_one(self._envs[e], buf[e], None)
+            self._new_episode(e, buf[e], self.rng.draw_one(e))
         return self._timestep(done=done, info={})
 
     def episode_metrics(self, totals: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -370,29 +355,41 @@ class PettingZooAdapter(BatchedEnv):
     # --- checkpoints ----------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The E copies, pickled, with the adapter's bookkeeping.
-
-        Raises:
-            ValueError: the env cannot be pickled.
-
-        """
+        """Plain data that rebuilds every copy: its episode's reset seed and the actions since."""
         state = super().state_dict()
-        try:
-            state["envs"] = _dumps(self._envs)
-        except Exception as exc:
-            raise ValueError(
-                f"import_path {self.params.import_path!r}: this env cannot be checkpointed, "
-                f"pickling it failed: {_one_line(exc)}"
-            ) from exc
+        width = self.num_agents
+        state["episode_seeds"] = torch.tensor(self._episode_seeds, dtype=torch.int64)
+        state["episode_actions"] = [
+            torch.from_numpy(np.array(actions, dtype=np.int64).reshape(len(actions), width))
+            for actions in self._episode_actions
+        ]
         state["adapter"] = {"has_masks": self._has_masks, "seeded": self._seeded}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict` returned."""
+        """Rebuild every copy's game from `state_dict`: reset with its seed, replay its actions.
+
+        Raises:
+            ValueError: the state does not fit this env (another number of copies or agents).
+
+        """
+        seeds, actions = state["episode_seeds"], state["episode_actions"]
+        if len(seeds) != self.num_envs or len(actions) != self.num_envs:
+            raise ValueError(f"the checkpoint holds {len(seeds)} copies, this env has {self.num_envs}")
+        if any(a.dim() != 2 or a.shape[1] != self.num_agents for a in actions):
+            raise ValueError(f"the checkpoint's actions are not [n, {self.num_agents}] per copy")
         super().load_state_dict(state)
-        self._envs = pickle.loads(state["envs"])
-        self._has_masks = state["adapter"]["has_masks"]
-        self._seeded = state["adapter"]["seeded"]
+        scratch = np.zeros_like(self._buf[0])
+        step_one = self._step_parallel if self.is_parallel else self._step_aec
+        for e in range(self.num_envs):
+            self._clear(scratch[None])
+            self._new_episode(e, scratch, int(seeds[e]))
+            for row in actions[e].numpy():
+                self._clear(scratch[None])
+                step_one(self._envs[e], scratch, row)
+                self._episode_actions[e].append(row.copy())
+        self._has_masks = bool(state["adapter"]["has_masks"])
+        self._seeded = bool(state["adapter"]["seeded"])
 
     # --- one copy ---------------------------------------------------------------
 

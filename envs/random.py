@@ -68,6 +68,12 @@ class InstanceRandom:
         self.state = self.state + _signed((n * _GAMMA) % (1 << 64))
         return draws
 
+    def draw_one(self, instance: int) -> int:
+        """63 random bits from instance `instance`'s stream only (the others do not advance)."""
+        value = splitmix64(self.state[instance : instance + 1] + _GAMMA)
+        self.state[instance] += _GAMMA
+        return int(_shift_right(value, 1))
+
     def uniform(self, n: int) -> torch.Tensor:
         """[E, n] float32 uniform on [0, 1), exact multiples of 2**-24."""
         return _shift_right(self.bits(n), 40).to(torch.float32) * (2.0**-24)

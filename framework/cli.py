@@ -2,7 +2,7 @@
 
 Terminal output lives here and nowhere else: the progress bar is a small
 plugin the CLI registers for the run. Errors the user can fix print as one
-paragraph and exit with code 2.
+paragraph and exit with code 2 (`--debug` adds the full traceback).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from incentive import hookimpl
-from incentive.errors import IncentiveError
+from incentive.errors import IncentiveError, PluginError
 
 __all__ = ["main"]
 
@@ -27,7 +28,9 @@ EXIT_BAD_INPUT = 2
 class ProgressBar:
     """Shows steps, steps/s and the designer's objective while a run trains."""
 
-    def __init__(self, console: Console, objective: str, total_steps: int) -> None:
+    def __init__(
+        self, console: Console, objective: str, total_steps: int, description: str = "training"
+    ) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.objective = objective
@@ -41,7 +44,7 @@ class ProgressBar:
             console=console,
             transient=False,
         )
-        self.task = self.progress.add_task("training", total=total_steps, speed=0.0, objective="")
+        self.task = self.progress.add_task(description, total=total_steps, speed=0.0, objective="")
         self.latest: float | None = None
 
     @hookimpl
@@ -67,6 +70,34 @@ class ProgressBar:
         self.progress.stop()
 
 
+class RunAnnouncer:
+    """Prints the run directory, and how to continue it, when the run starts."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.run_dir: Path | None = None
+
+    @hookimpl
+    def incentive_setup(self, run) -> None:
+        """Say where the run writes, first thing."""
+        self.run_dir = run.run_dir
+        self.console.print(
+            f"run directory: [bold]{escape(str(run.run_dir))}[/bold] "
+            f"(Ctrl-C stops it; `incentive run --resume {escape(str(run.run_dir))}` continues it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _budget(recipe) -> tuple[int, int, int]:
+    """(iterations, steps per iteration, steps trained): total_steps rounded up to whole iterations."""
+    from incentive.runner import num_iterations
+
+    per_iteration = recipe.learner.rollout_steps * recipe.env.num_envs
+    iterations = num_iterations(recipe)
+    return iterations, per_iteration, iterations * per_iteration
+
+
 def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
@@ -84,12 +115,17 @@ def _summary(console: Console, run_dir: Path, metrics: dict[str, Any]) -> None:
             value = metrics[key]
             table.add_row(key, _number(value))
     console.print(table)
+    if not any(key.startswith("designer/") for key in metrics):
+        console.print(
+            "no episode finished in the last iteration, so there are no designer metrics yet: they need "
+            "longer runs (raise train.total_steps, or learner.rollout_steps above the episode length)"
+        )
     console.print(f"run directory: [bold]{run_dir}[/bold]")
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from incentive.recipe import load_recipe
-    from incentive.runner import load_run_recipe, resume_run, start_run
+    from incentive.runner import RunFinished, load_run_recipe, resume_run, start_run
 
     if args.resume:
         if args.recipe or args.set:
@@ -100,33 +136,64 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         if not args.recipe:
             raise IncentiveError("incentive run: give a recipe file (or --resume RUN_DIR)")
         recipe = load_recipe(args.recipe, args.set)
-    extra = []
-    if not args.quiet:
-        extra.append(
-            ("progress", ProgressBar(console, recipe.objectives[0].metric, recipe.train.total_steps))
+    iterations, per_iteration, steps = _budget(recipe)
+    description = "training"
+    if steps != recipe.train.total_steps:
+        description = "training (rounded up)"  # the line above says to what
+        console.print(
+            f"train.total_steps {recipe.train.total_steps:,} is rounded up to whole iterations: "
+            f"{iterations:,} x {per_iteration:,} (learner.rollout_steps x env.num_envs) = {steps:,} steps",
+            highlight=False,
         )
-    if args.resume:
-        metrics = resume_run(run_dir, extra_plugins=extra)
-    else:
-        run_dir, metrics = start_run(recipe, run_id=args.run_id, extra_plugins=extra)
+    announcer = RunAnnouncer(console)
+    extra: list[tuple[str, Any]] = [("announce", announcer)]
+    if not args.quiet:
+        extra.append(("progress", ProgressBar(console, recipe.objectives[0].metric, steps, description)))
+    try:
+        if args.resume:
+            metrics = resume_run(run_dir, extra_plugins=extra)
+        else:
+            run_dir, metrics = start_run(recipe, run_id=args.run_id, extra_plugins=extra)
+    except RunFinished as done:
+        console.print(
+            f"{done.run_dir}: this run already finished (iteration {done.iteration}); nothing to do"
+        )
+        _summary(console, done.run_dir, done.metrics)
+        return 0
+    except KeyboardInterrupt:
+        stopped = announcer.run_dir
+        if stopped is not None and (stopped / "checkpoint.pt").exists():
+            message = f"interrupted; continue from the last checkpoint with: incentive run --resume {stopped}"
+        else:
+            message = "interrupted before the first checkpoint; nothing to resume (start the run again)"
+        Console(stderr=True, soft_wrap=True).print(message, highlight=False, markup=False)
+        return 130
     _summary(console, run_dir, metrics)
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    from incentive.loop import check_objectives, make_env
+    from incentive.loop import check_env_params, check_objectives, make_env
     from incentive.plugin_manager import make_plugin_manager
     from incentive.recipe import load_recipe
+    from incentive.sizes import check_sizes
 
     recipe = load_recipe(args.recipe, args.set)
     if recipe.search is not None:
         from incentive.search import validate_search
 
         validate_search(recipe)  # every searched value and structure alternative, as search checks them
-    if not recipe.structure_choices:
+    if recipe.structure_choices:
+        pass  # a one_of group: validate_search built every alternative
+    elif check_env_params(recipe.env, source=recipe.source).runs_user_code:
+        make_plugin_manager(recipe)
+        # an env that imports and calls code the recipe names is never built by validate
+        console.print(f"{recipe.source}: env {recipe.env.id!r} is checked by its params only (not built)")
+    else:
         pm = make_plugin_manager(recipe)
         env = make_env(recipe.env.model_copy(update={"num_envs": 1}), source=recipe.source)
         check_objectives(recipe, env, pm)
+        check_sizes(recipe, env)
     console.print(
         f"{args.recipe}: valid recipe {recipe.name!r} (env {recipe.env.id}, "
         f"{len(recipe.incentives) + len(recipe.plugins)} plugin entr(ies), {recipe.train.total_steps:,} steps"
@@ -426,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="incentive", description="Incentive design for multi-agent reinforcement learning."
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train a recipe (or --resume a stopped run)")
     run.add_argument("recipe", nargs="?", help="recipe YAML file")
@@ -507,9 +575,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except IncentiveError as exc:
-        Console(stderr=True, soft_wrap=True).print(
-            f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False
-        )
+        err = Console(stderr=True, soft_wrap=True)
+        if args.debug:
+            err.print("".join(traceback.format_exception(exc)), highlight=False, markup=False)
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+        if isinstance(exc, PluginError) and not args.debug:
+            err.print("(`incentive --debug ...` shows the full traceback)", highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted; the last checkpoint can be resumed with --resume")

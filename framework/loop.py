@@ -16,7 +16,7 @@ import pluggy
 import torch
 from pydantic import ValidationError
 
-from incentive.checkpoint import load_checkpoint, save_checkpoint
+from incentive.checkpoint import load_checkpoint, plain_data_problem, save_checkpoint
 from incentive.envs.base import BatchedEnv, TimeStep
 from incentive.envs.registry import available_envs, load_env_class
 from incentive.errors import IncentiveError, PluginError, RecipeError, StopRun
@@ -25,6 +25,7 @@ from incentive.metrics import MetricsFile, equality
 from incentive.plugin_manager import Hooks
 from incentive.ppo import PPO, Batch, compute_gae
 from incentive.recipe import EnvSpec, Recipe, closest, format_validation_error
+from incentive.sizes import check_sizes
 from incentive.tasks import TaskState
 from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout, RunContext, StepBatch
 
@@ -35,8 +36,22 @@ METRICS = "metrics.jsonl"
 PERF = "perf.jsonl"
 
 
+def check_env_params(spec: EnvSpec, *, source: str = "recipe", where: str = "env") -> type[BatchedEnv]:
+    """The env class of `spec`, its params validated; nothing is built. RecipeError naming the field."""
+    cls, _ = _env_class_and_params(spec, source=source, where=where)
+    return cls
+
+
 def make_env(spec: EnvSpec, *, source: str = "recipe", where: str = "env") -> BatchedEnv:
     """Build the recipe's env, or raise a RecipeError naming the file and field."""
+    cls, params = _env_class_and_params(spec, source=source, where=where)
+    try:
+        return cls(num_envs=spec.num_envs, params=params)
+    except (ValueError, OverflowError) as exc:
+        raise RecipeError(f"{source}: field '{where}.params': {exc}") from None
+
+
+def _env_class_and_params(spec: EnvSpec, *, source: str, where: str) -> tuple[type[BatchedEnv], Any]:
     envs = available_envs()
     if spec.id not in envs:
         raise RecipeError(
@@ -54,10 +69,7 @@ def make_env(spec: EnvSpec, *, source: str = "recipe", where: str = "env") -> Ba
         params = cls.Params.model_validate(spec.params)
     except ValidationError as exc:
         raise RecipeError(format_validation_error(exc, source=source, prefix=f"{where}.params")) from None
-    try:
-        return cls(num_envs=spec.num_envs, params=params)
-    except ValueError as exc:
-        raise RecipeError(f"{source}: field '{where}.params': {exc}") from None
+    return cls, params
 
 
 def check_objectives(recipe: Recipe, env: BatchedEnv, pm: pluggy.PluginManager) -> None:
@@ -117,7 +129,10 @@ class Training:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.hooks = Hooks(pm)
         torch.set_num_threads(recipe.train.threads)
-        self.env = make_env(recipe.env, source=recipe.source)
+        # sizes are checked on a one-instance env before E instances and the buffers are allocated
+        probe = make_env(recipe.env.model_copy(update={"num_envs": 1}), source=recipe.source)
+        check_sizes(recipe, probe)
+        self.env = probe if recipe.env.num_envs == 1 else make_env(recipe.env, source=recipe.source)
         self.agents = list(self.env.possible_agents)
         check_objectives(recipe, self.env, pm)
         learner_stream = torch.Generator().manual_seed(recipe.seed)
@@ -164,11 +179,15 @@ class Training:
 
     # --- the loop --------------------------------------------------------
 
-    def run(self, *, resume: bool = False) -> dict[str, float]:
+    def run(self, *, resume: bool = False, checkpoint: dict[str, Any] | None = None) -> dict[str, float]:
         """Train to the recipe's budget; returns the last iteration's metrics.
 
         A plugin may end the run early with `StopRun`; `self.status` then
         says how it ended ("completed", "failed", or the StopRun's status).
+
+        Args:
+            resume: continue from the run directory's checkpoint.
+            checkpoint: that checkpoint, if the caller has read it already.
 
         Raises:
             PluginError: a plugin failed or returned an unusable value; what
@@ -178,7 +197,7 @@ class Training:
         self.status = "failed"
         try:
             self.hooks.call("incentive_setup", run=self.context)
-            start = self._restore() if resume else 0
+            start = self._restore(checkpoint) if resume else 0
             for iteration in range(start + 1, self.num_iterations + 1):
                 self._iteration(iteration)
             self.status = "completed"
@@ -318,17 +337,19 @@ class Training:
             incentive = nxt.reward.clone()
             for value in terms.values():
                 incentive += value
+            target = incentive
             if nxt.final_obs is not None and bool(nxt.truncated.any()):
-                # a cut-short episode still has a future: bootstrap it (as SB3 does)
+                # a cut-short episode still has a future: the learner's target bootstraps it (as
+                # SB3 does); the logged incentive does not, it is what the agents were paid
                 final_value = self.learner.value(self.learner.features(nxt.final_obs, self.agents))
-                incentive += gamma * final_value * nxt.truncated[:, None]
+                target = incentive + gamma * final_value * nxt.truncated[:, None]
 
             buf["features"][t] = features
             buf["actions"][t] = actions
             buf["logprobs"][t] = logprobs
             buf["values"][t] = values
             buf["reward"][t] = nxt.reward
-            buf["incentive"][t] = incentive
+            buf["incentive"][t] = target
             buf["done"][t] = nxt.done
             buf["policy_mask"][t] = learner_seats & ts.acting
             buf["value_mask"][t] = learner_seats
@@ -380,7 +401,8 @@ class Training:
                     )
                 if not bool(torch.isfinite(value).all()):
                     raise PluginError(plugin, "incentive_shape_reward", f"term {term!r} contains NaN or inf")
-                terms[f"{plugin}/{term}"] = value.to(step.reward.dtype)
+                # detached: a term that carries a graph would tie every update to this rollout
+                terms[f"{plugin}/{term}"] = value.detach().to(step.reward.dtype)
         return terms
 
     def _account(
@@ -483,28 +505,33 @@ class Training:
         plugin_states = {}
         for plugin, state in self.hooks.call("incentive_state_dict", run=self.context):
             if state is not None:
+                problem = plain_data_problem(state, "its state")
+                if problem:
+                    raise PluginError(plugin, "incentive_state_dict", problem)
                 plugin_states[plugin] = state
-        save_checkpoint(
-            self.run_dir / CHECKPOINT,
-            {
-                "iteration": iteration,
-                "global_step": self.context.global_step,
-                "metrics_lines": self.metrics_file.count(),
-                "perf_lines": self.perf_file.count(),
-                "learner": self.learner.state_dict(),
-                "env": self.env.state_dict(),
-                "run_generator": self.context.generator.get_state(),
-                "timestep": vars(self.ts),
-                "seats": self.seats,
-                "next_seats": self.next_seats,
-                "episode": self.episode,
-                "tasks": self.context.tasks.state_dict(),
-                "plugins": plugin_states,
-            },
-        )
+        state = {
+            "iteration": iteration,
+            "global_step": self.context.global_step,
+            "metrics_lines": self.metrics_file.count(),
+            "perf_lines": self.perf_file.count(),
+            "learner": self.learner.state_dict(),
+            "env": self.env.state_dict(),
+            "run_generator": self.context.generator.get_state(),
+            "timestep": vars(self.ts),
+            "seats": self.seats,
+            "next_seats": self.next_seats,
+            "episode": self.episode,
+            "tasks": self.context.tasks.state_dict(),
+            "plugins": plugin_states,
+        }
+        try:
+            save_checkpoint(self.run_dir / CHECKPOINT, state)
+        except ValueError as exc:
+            raise IncentiveError(f"{self.run_dir / CHECKPOINT}: cannot write the checkpoint: {exc}") from None
 
-    def _restore(self) -> int:
-        state = load_checkpoint(self.run_dir / CHECKPOINT)
+    def _restore(self, state: dict[str, Any] | None = None) -> int:
+        if state is None:
+            state = load_checkpoint(self.run_dir / CHECKPOINT)
         self.learner.load_state_dict(state["learner"])
         self.env.load_state_dict(state["env"])
         self.context.generator.set_state(state["run_generator"])

@@ -44,6 +44,14 @@ def equality(totals: torch.Tensor) -> torch.Tensor:
     return 1.0 - gini(totals)
 
 
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
 class MetricsFile:
     """An append-only JSON-lines file, flushed after every line.
 
@@ -71,9 +79,18 @@ class MetricsFile:
         return sum(1 for line in complete if line.strip())
 
     def truncate(self, lines: int) -> None:
-        """Keep the first `lines` lines (resume: drop what the checkpoint does not cover)."""
-        kept = self.path.read_text().splitlines(keepends=True)[:lines]
-        self.path.write_text("".join(line if line.endswith("\n") else line + "\n" for line in kept))
+        """Keep the first `lines` lines (resume: drop what the checkpoint does not cover).
+
+        Only whole lines are kept: a last line cut short (no newline, or not
+        valid JSON, as a kill or an editor outside the tool can leave it) is
+        dropped, never patched with a newline into an invalid record.
+        """
+        kept = []
+        for line in self.path.read_text(errors="replace").splitlines(keepends=True)[:lines]:
+            if not line.endswith("\n") or not _is_json(line):
+                break
+            kept.append(line)
+        self.path.write_text("".join(kept))
 
     def read(self) -> list[dict]:
         """Every complete line as a dict."""

@@ -8,14 +8,16 @@ recipe entry, so the same plugin may run twice with different params.
 
 from __future__ import annotations
 
+import inspect
+import traceback
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
 from pydantic import BaseModel, ValidationError
 
 from incentive import hookspecs
+from incentive.envs.registry import group_entry_points
 from incentive.errors import PluginError, RecipeError, StopRun
 from incentive.hookspecs import FAMILIES
 from incentive.markers import PROJECT
@@ -44,19 +46,27 @@ class PluginInfo:
 
     def load(self) -> type:
         """Import the plugin class."""
-        for ep in entry_points(group=PLUGIN_GROUP, name=self.name):
-            return ep.load()
+        for ep in group_entry_points(PLUGIN_GROUP):
+            if ep.name == self.name:
+                return ep.load()
         raise KeyError(self.name)
+
+
+_FOUND: list[tuple[tuple, dict[str, PluginInfo]]] = []
 
 
 def available_plugins() -> dict[str, PluginInfo]:
     """Every installed plugin by name (the entry-point group `incentive.plugins`)."""
+    points = group_entry_points(PLUGIN_GROUP)
+    if _FOUND and _FOUND[0][0] is points:  # reading distributions' metadata is slow: once per scan
+        return dict(_FOUND[0][1])
     found = {}
-    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+    for ep in points:
         dist = ep.dist
         source = f"{dist.name} {dist.version}" if dist is not None else "unknown"
         found[ep.name] = PluginInfo(name=ep.name, value=ep.value, source=source)
-    return found
+    _FOUND[:] = [(points, found)]
+    return dict(found)
 
 
 def hook_families(cls: type) -> list[str]:
@@ -68,6 +78,47 @@ def hook_families(cls: type) -> list[str]:
             if family not in families:
                 families.append(family)
     return families
+
+
+SECTION_FAMILIES = {
+    "incentives": "reward shaping",
+    "curriculum": "curriculum",
+    "opponents": "opponent sampling",
+}
+"""The hook family a plugin must implement to be listed in each recipe section."""
+
+
+def where_in_plugin(exc: BaseException, code: Any) -> str:
+    """' (at file:line in function; ...)' for the last traceback frames inside the plugin's own file.
+
+    Args:
+        exc: the exception the plugin raised.
+        code: the plugin's object, class or function (its source file is searched for).
+
+    """
+    own_code = (
+        code if inspect.isclass(code) or inspect.ismodule(code) or inspect.isroutine(code) else type(code)
+    )
+    try:
+        target = inspect.getsourcefile(own_code)
+    except TypeError:  # built into Python: no file of its own
+        target = None
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if target is not None and f.filename == target]
+    shown = own[-2:] or frames[-1:]
+    if not shown:
+        return ""
+    return " (at " + "; ".join(f"{f.filename}:{f.lineno} in {f.name}" for f in shown) + ")"
+
+
+def plugin_failure(exc: BaseException, code: Any) -> str:
+    """What a plugin raised, in one line, with where in its code."""
+    if isinstance(exc, SystemExit):
+        what = f"called sys.exit({exc.code!r}) / raised SystemExit: a plugin may not end the process"
+    else:
+        text = " ".join(str(exc).split())
+        what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return what + where_in_plugin(exc, code)
 
 
 def _params_model(cls: type) -> type[BaseModel] | None:
@@ -84,12 +135,22 @@ def _instantiate(name: str, spec: PluginSpec, where: str, plugins: dict[str, Plu
     info = plugins[spec.plugin]
     try:
         cls = info.load()
-    except Exception as exc:  # a broken third-party package must not crash the CLI
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a broken third-party package must not crash (or end) the CLI
         raise PluginError(
             spec.plugin,
             "import",
-            f"{info.value} ({info.source}) failed to import: {type(exc).__name__}: {exc}",
+            f"{info.value} ({info.source}) failed to import: {plugin_failure(exc, None)}",
         ) from exc
+    section = where.split(".")[0]
+    family = SECTION_FAMILIES.get(section)
+    if family is not None and family not in hook_families(cls):
+        raise RecipeError(
+            f"{source}: field '{where}.plugin': plugin {spec.plugin!r} does not implement the "
+            f"{family} hooks a plugin under '{section}' needs (it implements: "
+            f"{', '.join(hook_families(cls)) or 'none'}); list it where it belongs, e.g. under 'plugins'"
+        )
     model = _params_model(cls)
     if model is None:
         if spec.params:
@@ -101,8 +162,10 @@ def _instantiate(name: str, spec: PluginSpec, where: str, plugins: dict[str, Plu
         raise RecipeError(format_validation_error(exc, source=source, prefix=f"{where}.params")) from None
     try:
         return cls(params)
-    except Exception as exc:
-        raise PluginError(name, "__init__", f"{type(exc).__name__}: {exc}") from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise PluginError(name, "__init__", plugin_failure(exc, cls)) from exc
 
 
 def _recipe_path(recipe: Recipe, spec: PluginSpec) -> str:
@@ -165,10 +228,10 @@ class Hooks:
     def _invoke(self, impl: pluggy.HookImpl, hook: str, kwargs: dict[str, Any]) -> Any:
         try:
             return impl.function(*[kwargs[name] for name in impl.argnames])
-        except (PluginError, StopRun):
+        except (PluginError, StopRun, KeyboardInterrupt):
             raise
-        except Exception as exc:
-            raise PluginError(impl.plugin_name, hook, f"{type(exc).__name__}: {exc}") from exc
+        except BaseException as exc:  # SystemExit too: a plugin may not end a run silently
+            raise PluginError(impl.plugin_name, hook, plugin_failure(exc, impl.plugin)) from exc
 
     def call(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """(plugin name, result) for every implementation.

@@ -4,10 +4,19 @@ Every model forbids unknown keys, so a typo is an error naming its path.
 `load_recipe` turns a file plus `--set path=value` overrides into a
 `Recipe`, or raises `RecipeError` with one paragraph naming the file, the
 field path, what was expected and what was given.
+
+Hostile input gets the same treatment: bytes that are not UTF-8 (the file
+and line), a key given twice (the key and both lines), YAML values JSON
+has no type for (`!!binary`, `!!set`; an unquoted date is read as the
+string it looks like), nesting deeper than `MAX_DEPTH`, and numbers beyond
+each field's bounds. Scientific notation without a dot (`1e6`, which YAML
+1.1 reads as a string) is a number, so integer fields accept it when it is
+integral.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import math
@@ -55,32 +64,53 @@ __all__ = [
     "plain_name",
 ]
 
+MAX_DEPTH = 50
+"""Deepest nesting of mappings and lists a recipe may have (real recipes use 4)."""
 
-def plain_name(name: str) -> str:
-    """A name that is safe as one path component: letters, digits, `-`, `_`, `.`; not `.` or `..`.
 
-    Raises:
-        ValueError: the name is empty, has a separator or other characters, or starts with '.'.
+def plain_name(value: str, what: str = "name") -> str:
+    """`value` if it can name one directory inside another, else a ValueError saying why.
+
+    A plain name is non-empty, at most 255 characters, has no path separator,
+    no control character, and does not start with '.' (so it is never '.' or
+    '..' and cannot climb out of its parent or hide). Run ids, recipe names
+    and study names are plain names.
+
+    Args:
+        value: the name to check.
+        what: what it names, for the message (`--run-id`, `name`).
+
     """
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", name or ""):
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty name")
+    problems = []
+    if len(value) > 255:
+        problems.append("is longer than 255 characters")
+    if "/" in value or "\\" in value:
+        problems.append("contains a path separator")
+    if value.startswith("."):
+        problems.append("starts with '.'")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        problems.append("contains a control character")
+    if problems:
         raise ValueError(
-            f"{name!r} must be a plain name: 1-128 letters, digits, '_', '-' or '.', not starting with '.' "
-            "or '-' (it names a directory)"
+            f"{what} {value!r} {' and '.join(problems)}: it must be a plain name of one directory "
+            "(letters, digits, '-', '_', '.'; no '/', not starting with '.')"
         )
-    return name
+    return value
 
 
 class Strict(BaseModel):
-    """Base of every recipe model: unknown keys are errors."""
+    """Base of every recipe model: unknown keys are errors, numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class EnvSpec(Strict):
     """Which environment, how many parallel instances, and its parameters."""
 
     id: str = Field(description="Env id, as listed by `incentive envs`.")
-    num_envs: int = Field(64, ge=1, description="E, the number of instances stepped together.")
+    num_envs: int = Field(64, ge=1, le=2**24, description="E, the number of instances stepped together.")
     params: dict[str, Any] = Field(
         default_factory=dict, description="The env's own parameters (validated by the env)."
     )
@@ -90,21 +120,23 @@ class LearnerSpec(Strict):
     """PPO hyperparameters (CleanRL's defaults where they apply)."""
 
     algo: Literal["ppo"] = Field("ppo", description="The learning algorithm.")
-    lr: float = Field(2.5e-4, gt=0, description="Adam learning rate.")
+    lr: float = Field(2.5e-4, gt=0, le=1, description="Adam learning rate.")
     anneal_lr: bool = Field(False, description="Decay the learning rate linearly to 0.")
-    rollout_steps: int = Field(128, ge=1, description="T, batched env steps per iteration.")
-    epochs: int = Field(4, ge=1, description="Passes over each rollout.")
-    minibatches: int = Field(4, ge=1, description="Minibatches per epoch.")
+    rollout_steps: int = Field(128, ge=1, le=10**6, description="T, batched env steps per iteration.")
+    epochs: int = Field(4, ge=1, le=10**4, description="Passes over each rollout.")
+    minibatches: int = Field(
+        4, ge=1, le=10**6, description="Minibatches per epoch (at most the batch T x E x A)."
+    )
     gamma: float = Field(0.99, ge=0, le=1, description="Discount factor.")
     gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
-    clip_coef: float = Field(0.2, gt=0, description="PPO ratio clip.")
+    clip_coef: float = Field(0.2, gt=0, le=100, description="PPO ratio clip.")
     clip_vloss: bool = Field(True, description="Clip the value loss around the old values.")
-    ent_coef: float = Field(0.01, ge=0, description="Entropy bonus weight.")
-    vf_coef: float = Field(0.5, ge=0, description="Value loss weight.")
-    max_grad_norm: float = Field(0.5, gt=0, description="Global gradient-norm clip.")
+    ent_coef: float = Field(0.01, ge=0, le=1e6, description="Entropy bonus weight.")
+    vf_coef: float = Field(0.5, ge=0, le=1e6, description="Value loss weight.")
+    max_grad_norm: float = Field(0.5, gt=0, le=1e6, description="Global gradient-norm clip.")
     norm_adv: bool = Field(True, description="Normalise advantages per minibatch.")
-    hidden_sizes: list[Annotated[int, Field(ge=1)]] = Field(
-        [64, 64], description="Hidden layer widths of the actor and critic MLPs."
+    hidden_sizes: list[Annotated[int, Field(ge=1, le=2**20)]] = Field(
+        [64, 64], max_length=64, description="Hidden layer widths of the actor and critic MLPs."
     )
     dedup_observations: bool = Field(
         True,
@@ -244,14 +276,19 @@ class TrainSpec(Strict):
     """How long to train and how often to checkpoint."""
 
     total_steps: int = Field(
-        100_000, ge=1, description="Env steps in total (instance-steps: each batched step counts E)."
+        100_000,
+        ge=1,
+        le=10**15,
+        description="Env steps in total (instance-steps: each batched step counts E), rounded up to "
+        "whole iterations of learner.rollout_steps x env.num_envs.",
     )
     checkpoint_every: int = Field(
-        10, ge=1, description="Iterations between checkpoints (one is always written at the end)."
+        10, ge=1, le=10**9, description="Iterations between checkpoints (one is always written at the end)."
     )
     threads: int = Field(
         1,
         ge=1,
+        le=1024,
         description="torch intra-op threads. Part of reproducibility: float reductions may "
         "differ between thread counts. 1 suits small networks and shared machines.",
     )
@@ -353,7 +390,7 @@ class SearchSpec(Strict):
     @classmethod
     def _plain_study_name(cls, name: str | None) -> str | None:
         if name is not None:
-            plain_name(name)
+            plain_name(name, "search.study_name")
         return name
 
 
@@ -361,7 +398,7 @@ class Recipe(Strict):
     """A complete run: env, learner, incentives, curriculum, opponents, objective, budget."""
 
     name: str = Field(description="Recipe name; runs go to <log.dir>/<name>/<run id>/.")
-    seed: int = Field(0, ge=0, description="Seed of every random stream in the run.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of every random stream in the run.")
     env: EnvSpec = Field(description="The environment.")
     learner: LearnerSpec = Field(default_factory=LearnerSpec, description="The learner.")
     incentives: list[IncentiveEntry] = Field(
@@ -430,6 +467,124 @@ class Recipe(Strict):
 # --- loading -------------------------------------------------------------
 
 
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
+}
+
+
+def _refused(node: yaml.Node) -> str:
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    return f"{tag} values are not allowed in a recipe (use a plain string, number, list or mapping)"
+
+
+# libyaml's parser when PyYAML has it: several times faster, and it refuses nesting beyond 1000 levels
+# with a clean error instead of recursing
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class RecipeLoader(_SafeLoader):
+    """YAML's safe loader, stricter where a recipe needs it.
+
+    A key given twice is an error (plain YAML keeps the last one silently),
+    timestamps stay the strings they look like, `!!binary` and `!!set` are
+    errors, and `1e6` is a float as in YAML 1.2.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping whose keys are each given once (errors name the key and both lines)."""
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            first_line: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        "a mapping key must be a plain value, not a list or mapping",
+                        key_node.start_mark,
+                    ) from None
+                line = key_node.start_mark.line + 1
+                if key in first_line:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} is given twice, on line {first_line[key]} and on line {line}",
+                        key_node.start_mark,
+                    )
+                first_line[key] = line
+                if value_node.tag not in _PLAIN_TAGS:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"field {key!r}: {_refused(value_node)}", value_node.start_mark
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+    def _refuse(self, node: yaml.Node) -> None:
+        raise yaml.constructor.ConstructorError(None, None, _refused(node), node.start_mark)
+
+    def _as_string(self, node: yaml.Node) -> str:
+        return str(node.value)
+
+
+RecipeLoader.add_constructor("tag:yaml.org,2002:timestamp", RecipeLoader._as_string)
+RecipeLoader.add_constructor("tag:yaml.org,2002:binary", RecipeLoader._refuse)
+RecipeLoader.add_constructor("tag:yaml.org,2002:set", RecipeLoader._refuse)
+RecipeLoader.add_constructor("tag:yaml.org,2002:omap", RecipeLoader._refuse)
+RecipeLoader.add_constructor("tag:yaml.org,2002:pairs", RecipeLoader._refuse)
+RecipeLoader.add_constructor(None, RecipeLoader._refuse)  # any other tag (`!foo`)
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse recipe YAML with `RecipeLoader`.
+
+    Raises:
+        yaml.YAMLError: malformed YAML, a duplicate key, a refused tag.
+        RecursionError: nesting too deep for the parser.
+
+    """
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506  (a SafeLoader subclass)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{where}: {problem}"
+
+
+def check_plain(data: Any, *, source: str, path: str = "", depth: int = 0) -> None:
+    """Check that `data` is JSON-like and at most `MAX_DEPTH` deep, else a RecipeError naming the field.
+
+    JSON-like: mappings with string keys, lists, None, booleans, numbers, strings.
+    """
+    where = path or "the recipe"
+    if depth > MAX_DEPTH:
+        raise RecipeError(f"{source}: field '{where}' is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                raise RecipeError(
+                    f"{source}: field '{where}': key {key!r} is a {type(key).__name__}, "
+                    "keys must be strings (quote it)"
+                )
+            check_plain(value, source=source, path=f"{path}.{key}" if path else key, depth=depth + 1)
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            check_plain(value, source=source, path=f"{path}.{index}" if path else str(index), depth=depth + 1)
+    elif not isinstance(data, str | int | float | bool | type(None)):
+        raise RecipeError(
+            f"{source}: field '{where}': a {type(data).__name__} value is not allowed "
+            "(use a string, number, boolean, list or mapping)"
+        )
+
+
 def format_validation_error(error: ValidationError, *, source: str, prefix: str = "") -> str:
     """One paragraph per problem: the source, the field path, what was expected and given."""
     lines = []
@@ -461,9 +616,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not path:
         raise RecipeError(f"--set {text!r}: the path before '=' is empty")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise RecipeError(f"--set {text!r}: the value is not valid YAML ({exc})") from None
+        raise RecipeError(f"--set {text!r}: the value is not valid YAML{_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise RecipeError(f"--set {text!r}: the value is nested too deeply") from None
+    check_plain(value, source=f"--set {text!r}", path=path)
     return path, value
 
 
@@ -474,7 +632,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]]) -> d
     or at a field the schema knows; anything else is left to validation,
     which names it.
     """
-    data = json.loads(json.dumps(data))
+    data = copy.deepcopy(data)
     for path, value in overrides:
         parts = path.split(".")
         node: Any = data
@@ -510,20 +668,30 @@ def read_recipe_data(path: Path) -> dict[str, Any]:
         raise RecipeError(f"{path}: no such recipe file")
     if path.is_dir():
         raise RecipeError(f"{path}: is a directory, expected a recipe YAML file")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RecipeError(
+            f"{path}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at line {line}, byte offset "
+            f"{exc.start}); save the recipe as UTF-8"
+        ) from None
+    try:
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError(f"{path}: malformed YAML{where}: {problem}") from None
+        raise RecipeError(f"{path}: malformed YAML{_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: the YAML is nested too deeply (more than {MAX_DEPTH} levels)") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a YAML mapping, got {type(data).__name__}")
+    check_plain(data, source=str(path))
     return data
 
 
 def validate_recipe(data: dict[str, Any], *, source: str) -> Recipe:
     """A `Recipe` from raw data, or a RecipeError listing every problem."""
+    check_plain(data, source=source)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:

@@ -107,7 +107,9 @@ class Rollout:
 
     Attributes:
         reward: [T, E, A] extrinsic rewards.
-        incentive: [T, E, A] shaped rewards the learner trained on.
+        incentive: [T, E, A] shaped rewards the learner trained on (where an episode was
+            truncated, with the bootstrap gamma * V(final obs) added; the logged
+            `incentive/return/<agent>` leaves it out).
         done: [T, E] bool, the episode ended at step t.
         values: [T, E, A] value estimates.
         advantages: [T, E, A] GAE advantages.

@@ -25,10 +25,8 @@ TTT = "pettingzoo.classic.tictactoe_v3"
 ROCK, PAPER, SCISSORS = 0, 1, 2
 
 
-def make(import_path, num_envs=1, **params):
-    return PettingZooAdapter(
-        num_envs=num_envs, params=PettingZooAdapter.Params(import_path=import_path, **params)
-    )
+def make(module, num_envs=1, **params):
+    return PettingZooAdapter(num_envs=num_envs, params=PettingZooAdapter.Params(module=module, **params))
 
 
 def rps_reward(a0, a1):
@@ -91,12 +89,16 @@ class ContinuousEnv(ShrinkingEnv):
 
 @pytest.fixture
 def fake_module(monkeypatch):
-    module = types.ModuleType("fake_pz_module")
-    module.Shrinking = ShrinkingEnv
-    module.Continuous = ContinuousEnv
-    module.not_an_env = lambda: object()
-    monkeypatch.setitem(sys.modules, "fake_pz_module", module)
-    return module
+    """Modules that provide envs as PettingZoo's do: `fake_pz_shrinking`, `fake_pz_continuous`,
+    and `fake_pz_not_an_env`, whose `env()` builds something else."""
+    for name, attribute, build in [
+        ("fake_pz_shrinking", "parallel_env", ShrinkingEnv),
+        ("fake_pz_continuous", "parallel_env", ContinuousEnv),
+        ("fake_pz_not_an_env", "env", lambda: object()),
+    ]:
+        module = types.ModuleType(name)
+        setattr(module, attribute, build)
+        monkeypatch.setitem(sys.modules, name, module)
 
 
 # --- params and bad input ------------------------------------------------------
@@ -107,28 +109,35 @@ def test_registered():
 
 
 def test_params_validate():
-    with pytest.raises(ValidationError, match="import_path"):
+    with pytest.raises(ValidationError, match="module"):
         PettingZooAdapter.Params()
     with pytest.raises(ValidationError, match="api"):
-        PettingZooAdapter.Params(import_path=RPS, api="turns")
+        PettingZooAdapter.Params(module=RPS, api="turns")
     with pytest.raises(ValidationError, match="colour"):
-        PettingZooAdapter.Params(import_path=RPS, colour="red")
+        PettingZooAdapter.Params(module=RPS, colour="red")
+
+
+@pytest.mark.parametrize("module", ["os:system", "pettingzoo.classic.rps_v2:env", "a/b", "a..b", "", ".rps"])
+def test_params_take_a_module_path_only(module):
+    # `module:callable` would let a recipe call any function (`os:system` ran a shell command)
+    with pytest.raises(ValidationError, match="module"):
+        PettingZooAdapter.Params(module=module)
 
 
 @pytest.mark.parametrize(
-    ("import_path", "kwargs", "message"),
+    ("module", "kwargs", "message"),
     [
         ("no_such_package.envs_v1", {}, "does not import: ModuleNotFoundError"),
         ("json", {}, "is not a PettingZoo env module"),
-        ("fake_pz_module:missing", {}, "has no callable 'missing'"),
-        ("fake_pz_module:not_an_env", {}, "is not a PettingZoo env: it built a object"),
+        ("os", {}, "is not a PettingZoo env module"),
+        ("fake_pz_not_an_env", {}, "its env() built a builtins.object, not a pettingzoo"),
         (RPS, {"num_actionz": 3}, "building the env with kwargs"),
-        ("fake_pz_module:Continuous", {}, "agent 'a' has action space Box"),
+        ("fake_pz_continuous", {}, "agent 'a' has action space Box"),
     ],
 )
-def test_bad_input_is_a_one_line_value_error(fake_module, import_path, kwargs, message):
-    with pytest.raises(ValueError, match=f"^import_path '{import_path}'") as info:
-        make(import_path, kwargs=kwargs)
+def test_bad_input_is_a_one_line_value_error(fake_module, module, kwargs, message):
+    with pytest.raises(ValueError, match=f"^module '{module}'") as info:
+        make(module, kwargs=kwargs)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -307,7 +316,7 @@ def test_tictactoe_illegal_move_ends_the_game_with_a_penalty(caplog):
 
 
 def test_agents_that_leave_get_nothing_until_reset(fake_module):
-    env = make("fake_pz_module:Shrinking", num_envs=2)
+    env = make("fake_pz_shrinking", num_envs=2)
     ts = env.reset(seed=0)
     assert ts.action_mask is not None
     assert ts.action_mask["a"].tolist() == [[False, True]] * 2  # step 0: even
@@ -330,8 +339,8 @@ def test_agents_that_leave_get_nothing_until_reset(fake_module):
 
 
 def test_parallel_env_driven_as_aec_pays_the_same(fake_module):
-    parallel = make("fake_pz_module:Shrinking", num_envs=1)
-    aec = make("fake_pz_module:Shrinking", num_envs=1, api="aec")
+    parallel = make("fake_pz_shrinking", num_envs=1)
+    aec = make("fake_pz_shrinking", num_envs=1, api="aec")
     parallel.reset(seed=0)
     aec.reset(seed=0)
     gen = torch.Generator().manual_seed(0)

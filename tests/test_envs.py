@@ -9,7 +9,7 @@ from pettingzoo.test import parallel_api_test, parallel_seed_test
 from incentive.envs import ParallelView, available_envs, load_env_class
 
 # envs whose defaults need a parameter: the params to test them with
-PARAMS = {"pettingzoo": {"import_path": "pettingzoo.classic.rps_v2"}}
+PARAMS = {"pettingzoo": {"module": "pettingzoo.classic.rps_v2"}}
 ENVS = sorted(available_envs())
 
 

@@ -138,11 +138,17 @@ def test_loop_calls_every_hook_with_documented_arguments(write_recipe):
     assert calls["incentive_run_end"] == ["completed"]
     assert calls["incentive_load_state_dict"] == []
 
-    # resume: state comes back to the plugin that saved it
+    # resume (with the budget raised by one iteration): state comes back to the plugin that saved it
     resumed = Recorder()
+    longer = (
+        (run_dir / "recipe.yaml")
+        .read_text()
+        .replace(f"total_steps: {3 * 8 * 16}", f"total_steps: {4 * 8 * 16}")
+    )
+    (run_dir / "recipe.yaml").write_text(longer)
     resume_run(run_dir, extra_plugins=[("recorder", resumed)])
     assert resumed.calls["incentive_load_state_dict"] == [{"iteration": 3}]
-    assert resumed.calls["incentive_shape_reward"] == []  # nothing left to train
+    assert len(resumed.calls["incentive_shape_reward"]) == steps  # the one iteration left
 
     # search: the trial recipe merges the recipe's space and the plugins' suggestions
     pm = make_plugin_manager(recipe)

@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from incentive.recipe import load_recipe
-from incentive.runner import resume_run, start_run
+from incentive.runner import RunFinished, resume_run, start_run
 
 
 def test_same_recipe_and_seed_give_identical_metrics(write_recipe, tmp_path: Path):
@@ -31,7 +33,9 @@ def test_different_seeds_give_different_metrics(write_recipe):
 def test_resume_of_a_finished_run_changes_nothing(write_recipe):
     run_dir, _ = start_run(load_recipe(write_recipe()), run_id="done")
     before = (run_dir / "metrics.jsonl").read_bytes()
-    resume_run(run_dir)
+    with pytest.raises(RunFinished) as info:
+        resume_run(run_dir)
+    assert info.value.iteration == 3 and info.value.metrics["train/iteration"] == 3
     assert (run_dir / "metrics.jsonl").read_bytes() == before
 
 

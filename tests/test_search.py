@@ -545,7 +545,8 @@ def test_every_pruner_is_built(tmp_path, pruner, cls):
 def test_trials_are_wandb_runs_in_the_study_group_with_constraints(tmp_path):
     from wandb_records import read_records, run_config
 
-    data = search_data(tmp_path / "runs", trials=2, constraints=[{"metric": "collective_return", "at_most": 1e6}])
+    bound = [{"metric": "collective_return", "at_most": 1e6}]
+    data = search_data(tmp_path / "runs", trials=2, constraints=bound)
     data["log"]["wandb"] = {"mode": "offline"}
     run_search(str(write(tmp_path, data)), "--workers", "1", "--study", "logged")
     out = study_dir(tmp_path, "logged")

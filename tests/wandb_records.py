@@ -8,6 +8,7 @@ length, type: 1 full, 2 first, 3 middle, 4 last) and a serialized `Record`.
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
@@ -52,3 +53,13 @@ def run_config(records) -> dict[str, str]:
         if record.WhichOneof("record_type") == "run":
             return {item.key: item.value_json for item in record.run.config.update}
     return {}
+
+
+def records_with_history(path: Path, rows: int, timeout: float = 60.0) -> list[wandb_internal_pb2.Record]:
+    """The records once `rows` history rows are in the file: W&B's service writes in the background."""
+    deadline = time.monotonic() + timeout
+    records = read_records(path)
+    while len(history_rows(records)) < rows and time.monotonic() < deadline:
+        time.sleep(0.2)
+        records = read_records(path)
+    return records
