@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+import optuna
+
 from incentive.cli import main
-from incentive.recipe import load_recipe
+from incentive.recipe import load_recipe, option_label
 from incentive.runner import start_run
+from incentive.search_space import trial_recipe
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
 
@@ -30,6 +33,20 @@ def test_recipe_trains_two_iterations(path, tmp_path):
     recipe = load_recipe(
         path, [f"log.dir={tmp_path}", "log.wandb.mode=disabled", f"train.total_steps={steps}"]
     )
+    if recipe.structure_choices:  # a search recipe: train its first design of every one_of group
+        first = {recipe.incentives[i].name or f"incentives.{i}": "none" for i in recipe.structure_choices}
+        for i in recipe.structure_choices:
+            first[recipe.incentives[i].name or f"incentives.{i}"] = option_label(recipe.incentives[i].one_of[0])
+        design = {**first, **_lows(recipe)}
+        recipe = trial_recipe(optuna.trial.FixedTrial(design), recipe)
     run_dir, metrics = start_run(recipe, run_id="smoke")
     assert metrics["train/iteration"] == 2
     assert (run_dir / "checkpoint.pt").exists()
+
+
+def _lows(recipe) -> dict:
+    """The low end of every searched range (the first choice), as Optuna params."""
+    values = {}
+    for path, param in recipe.search.space.items():
+        values[path] = param.choices[0] if param.choices is not None else param.low
+    return values
