@@ -3,6 +3,8 @@
 #   make test         set up .venv if needed, then run the tests (what .ci/run runs)
 # The set-up installs requirements.txt (the CPU torch pin, the package, dev tools) once, and again
 # only when requirements.txt or pyproject.toml changed (the stamp file records the last install).
+# `make test` also needs PostgreSQL's server binaries (the distributed-search tests start a
+# throwaway cluster): .ci/need-postgresql installs Debian's `postgresql` when missing (as root).
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,6 +16,7 @@ quickstart: $(STAMP)
 	$(VENV)/bin/incentive run recipes/quickstart.yaml
 
 test: $(STAMP)
+	@sh .ci/need-postgresql
 	$(VENV)/bin/pytest -n 2
 
 setup: $(STAMP)
