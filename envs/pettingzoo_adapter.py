@@ -242,7 +242,7 @@ class _AgentSpec:
 
 
 class PettingZooAdapter(BatchedEnv):
-    """Any PettingZoo env as E copies; needs `params.import_path` (e.g. pettingzoo.classic.rps_v2).
+    """Any PettingZoo env as E copies; needs `params.module` (e.g. pettingzoo.classic.rps_v2).
 
     See the module docstring for agents, actions, observations and rewards.
     """

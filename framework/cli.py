@@ -196,8 +196,9 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
         check_sizes(recipe, env)
     console.print(
         f"{args.recipe}: valid recipe {recipe.name!r} (env {recipe.env.id}, "
-        f"{len(recipe.incentives) + len(recipe.plugins)} plugin entr(ies), {recipe.train.total_steps:,} steps"
-        + (", search valid)" if recipe.search is not None else ")")
+        f"{len(recipe.incentives) + len(recipe.plugins)} plugin(s), {recipe.train.total_steps:,} steps"
+        + (", search valid)" if recipe.search is not None else ")"),
+        soft_wrap=True,
     )
     return 0
 

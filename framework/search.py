@@ -340,15 +340,49 @@ class WorkerJob:
     grace_period: int
 
 
-def _objective(job: WorkerJob, base: Recipe, study: optuna.Study, budget: Budget) -> Callable:
+class Interrupt:
+    """A worker's Ctrl-C: it stops a trial mid-run, but never Optuna's bookkeeping between trials.
+
+    Outside a trial, SIGINT only sets `requested` (a trial being created is
+    then stopped at its first line, marked `interrupted`, and re-run when the
+    study resumes); inside one, it raises KeyboardInterrupt as usual.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.in_trial = False
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        if self.in_trial:
+            raise KeyboardInterrupt
+
+
+def _objective(
+    job: WorkerJob, base: Recipe, study: optuna.Study, budget: Budget, interrupt: Interrupt
+) -> Callable:
     report_iterations = pruner_reports_iterations(base)
     objectives = base.objectives
     repeats = base.search.repeats
 
     def objective(trial: optuna.Trial) -> float | list[float]:
         storage_started = time.perf_counter()
-        trial.set_user_attr("worker", worker_id())
-        trial.set_user_attr("interrupted", False)
+        interrupt.in_trial = True
+        try:
+            trial.set_user_attr("worker", worker_id())
+            trial.set_user_attr("interrupted", False)
+            if interrupt.requested:
+                raise KeyboardInterrupt
+            return _run_trial(trial, storage_started)
+        except KeyboardInterrupt:
+            interrupt.in_trial = False
+            trial.set_user_attr("interrupted", True)
+            raise
+        finally:
+            interrupt.in_trial = False
+
+    def _run_trial(trial: optuna.Trial, storage_started: float) -> float | list[float]:
         trials = study.get_trials(deepcopy=False)
         me = next(t for t in trials if t.number == trial.number)
         if not budget.within(me, trials):
@@ -397,9 +431,6 @@ def _objective(job: WorkerJob, base: Recipe, study: optuna.Study, budget: Budget
             return means[0] if len(means) == 1 else means
         except IncentiveError as exc:
             trial.set_user_attr("error", str(exc))
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
             raise
         finally:
             trial.set_user_attr("storage_s", storage_s)
@@ -463,18 +494,18 @@ def _work(job: WorkerJob) -> None:
         job.storage, job.study_dir, heartbeat_interval=job.heartbeat_interval, grace_period=job.grace_period
     )
     config = StudyConfig.of(base, job.study_name)
-    # each worker its own stream (machines apart by host name), reproducible for one worker on one machine
+    interrupt = Interrupt()
+    study = open_study(storage, config, pruner=make_pruner(base), create=False, where="worker")
+    # each worker its own random stream: apart by worker index, by machine (host name), and by how
+    # far the study has come (a resumed study must not replay its first suggestions)
     host = sum(ord(c) * 31**i for i, c in enumerate(socket.gethostname())) % 1_000_003
-    sampler = make_sampler(
-        base, seed=base.seed + 7919 * job.index + host * (job.index > 0 or job.storage is not None)
-    )
-    study = open_study(
-        storage, config, sampler=sampler, pruner=make_pruner(base), create=False, where="worker"
-    )
+    done = len(study.get_trials(deepcopy=False))
+    remote = job.index > 0 or job.storage is not None
+    study.sampler = make_sampler(base, seed=base.seed + 7919 * job.index + host * remote + 104_729 * done)
     budget = Budget(job.budget)
-    objective = _objective(job, base, study, budget)
+    objective = _objective(job, base, study, budget, interrupt)
     heartbeat = isinstance(storage, optuna.storages.RDBStorage)  # the journal has no heartbeat
-    while True:
+    while not interrupt.requested:
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         out_of_time = job.deadline is not None and time.time() >= job.deadline
@@ -486,6 +517,7 @@ def _work(job: WorkerJob) -> None:
             optuna.storages.fail_stale_trials(study)
         else:
             return
+    raise KeyboardInterrupt  # asked to stop between trials
 
 
 # --- the study --------------------------------------------------------------------

@@ -57,9 +57,9 @@ def test_plugins_and_envs_json(capsys):
 def test_envs_lists_pettingzoo_by_what_it_needs(capsys):
     assert main(["envs"]) == 0
     rows = {line.split("\t")[0]: line.split("\t") for line in capsys.readouterr().out.splitlines()}
-    assert "import_path" in rows["pettingzoo"][1] and "fail" not in rows["pettingzoo"][1]
+    assert "params.module" in rows["pettingzoo"][1] and "fail" not in rows["pettingzoo"][1]
     assert main(["envs", "--details", "pettingzoo"]) == 0
-    assert "import_path (str, required)" in capsys.readouterr().out
+    assert "module (str, required)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("env_id", BUILT_IN_ENVS)
