@@ -1,0 +1,249 @@
+"""The population: formulas against hand numbers, real snapshots, seats swapped only between episodes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from incentive import hookimpl
+from incentive.loop import Training
+from incentive.plugin_manager import make_plugin_manager
+from incentive.population import (
+    SnapshotPolicy,
+    elo_update,
+    pfsp_weights,
+    play_matches,
+    score,
+    win_rates,
+)
+from incentive.recipe import load_recipe
+from incentive.types import LEARNER, EpisodeResults
+
+# --- formulas ---------------------------------------------------------------------
+
+
+def test_win_rate_counts_draws_half():
+    x = win_rates(torch.tensor([3.0, 0.0]), torch.tensor([2.0, 0.0]), torch.tensor([5.0, 0.0]))
+    assert x[0].item() == pytest.approx(0.4)
+    assert math.isnan(x[1].item())
+
+
+@pytest.mark.parametrize(
+    ("weighting", "expected"),
+    [
+        ("hard", [0.64 / 0.90, 0.25 / 0.90, 0.01 / 0.90]),
+        ("variance", [0.16 / 0.50, 0.25 / 0.50, 0.09 / 0.50]),
+        ("linear", [0.8 / 1.4, 0.5 / 1.4, 0.1 / 1.4]),
+        ("linear_capped", [0.5 / 1.1, 0.5 / 1.1, 0.1 / 1.1]),
+    ],
+)
+def test_pfsp_weights_match_hand_numbers(weighting, expected):
+    weights = pfsp_weights(torch.tensor([0.2, 0.5, 0.9]), weighting, p=2.0)
+    assert weights.tolist() == pytest.approx(expected)
+
+
+def test_pfsp_hard_exponent_and_fallbacks():
+    assert pfsp_weights(torch.tensor([0.5, 0.0]), "hard", p=1.0).tolist() == pytest.approx([1 / 3, 2 / 3])
+    # no games yet: NaN counts as 0.5, so all equal -> uniform
+    assert pfsp_weights(torch.tensor([math.nan, math.nan]), "hard").tolist() == [0.5, 0.5]
+    # every f is zero (the learner always wins) -> uniform
+    assert pfsp_weights(torch.tensor([1.0, 1.0, 1.0]), "hard").tolist() == pytest.approx([1 / 3] * 3)
+    # an unplayed member counts as x = 0.5: f_var = 0.25 against 0.1 * 0.9 = 0.09
+    assert pfsp_weights(torch.tensor([math.nan, 0.1]), "variance").tolist() == pytest.approx(
+        [0.25 / 0.34, 0.09 / 0.34]
+    )
+    with pytest.raises(ValueError, match="unknown PFSP weighting"):
+        pfsp_weights(torch.tensor([0.5]), "cubic")
+
+
+def test_elo_update_matches_hand_numbers():
+    # equal ratings, 7 of 10: d = 16 * (0.7 - 0.5) = 3.2
+    learner, members = elo_update(
+        1000.0, torch.tensor([1000.0]), torch.tensor([7.0]), torch.tensor([10.0]), k=16
+    )
+    assert learner == pytest.approx(1003.2)
+    assert members.tolist() == pytest.approx([996.8])
+    # a member rated 200 higher: E = 1 / (1 + 10 ** 0.5) = 0.240253; 5 of 10 -> d = 16 * 0.259747
+    expected = 1 / (1 + 10**0.5)
+    assert expected == pytest.approx(0.2402530733)
+    learner, members = elo_update(
+        1000.0, torch.tensor([1000.0, 1200.0]), torch.tensor([7.0, 5.0]), torch.tensor([10.0, 10.0]), k=16
+    )
+    d2 = 16 * (0.5 - expected)
+    assert learner == pytest.approx(1000.0 + 3.2 + d2)
+    assert members.tolist() == pytest.approx([996.8, 1200.0 - d2])
+
+
+# --- runs ----------------------------------------------------------------------------
+
+
+def _recipe(tmp_path: Path, env: dict, opponents: dict, **learner) -> Path:
+    data = {
+        "name": "pop",
+        "seed": 1,
+        "env": env,
+        "learner": {"rollout_steps": 4, "epochs": 1, "minibatches": 2, "hidden_sizes": [16], **learner},
+        "opponents": opponents,
+        "objective": {"metric": "collective_return"},
+        "train": {"total_steps": env["num_envs"] * 4 * 6, "checkpoint_every": 100},
+        "log": {"dir": str(tmp_path / "runs"), "wandb": {"mode": "disabled"}},
+    }
+    path = tmp_path / "pop.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class _Recorder:
+    """Test plugin: keeps every rollout's learn mask."""
+
+    def __init__(self) -> None:
+        self.masks: list[torch.Tensor] = []
+
+    @hookimpl
+    def incentive_collect_metrics(self, rollout):
+        self.masks.append(rollout.learn_mask.clone())
+
+
+def _training(tmp_path: Path, path: Path) -> tuple[Training, _Recorder]:
+    recipe = load_recipe(path)
+    pm = make_plugin_manager(recipe)
+    recorder = _Recorder()
+    pm.register(recorder, name="recorder")
+    return Training(recipe, run_dir=tmp_path / "run", pm=pm), recorder
+
+
+def test_seats_change_only_between_episodes_and_only_learner_seats_learn(tmp_path):
+    # Connect Four games (7-42 moves) straddle 4-step rollouts; a snapshot every iteration with a cap of 2
+    # forces evictions and slot reuse while evicted snapshots are still finishing their games.
+    path = _recipe(
+        tmp_path,
+        {"id": "connect_four", "num_envs": 16},
+        {
+            "plugin": "fictitious_self_play",
+            "params": {"snapshot_every": 1, "max_snapshots": 2, "keep_first": False, "bots": ["random"]},
+        },
+    )
+    training, recorder = _training(tmp_path, path)
+    steps: list[dict] = []
+    real_step = training.env.step
+
+    def step(actions):
+        who = [
+            ["learner" if s < 0 else id(training.policies[s]) for s in row] for row in training.seats.tolist()
+        ]
+        nxt = real_step(actions)
+        steps.append({"who": who, "seats": training.seats.clone(), "done": nxt.done.clone(), "acting": None})
+        return nxt
+
+    training.env.step = step
+    training.run()
+    e = training.env.num_envs
+    swaps_between = 0
+    for t in range(1, len(steps)):
+        for i in range(e):
+            if steps[t]["who"][i] != steps[t - 1]["who"][i]:
+                assert bool(steps[t - 1]["done"][i]), f"instance {i} changed policy mid-episode at step {t}"
+                swaps_between += 1
+    assert swaps_between > 0, "the test must see policies change (at episode boundaries)"
+    evicted = training.hooks.pm.get_plugin("fictitious_self_play").population
+    assert evicted.snapshots_taken >= 6 and sum(m.kind == "snapshot" for m in evicted.members) == 2
+
+    # the learn mask holds exactly the learner's seats where it acted
+    seats = torch.stack([s["seats"] for s in steps]).view(len(recorder.masks), -1, e, 2)
+    masks = torch.stack(recorder.masks)
+    assert not bool((masks & (seats != LEARNER)).any()), "an opponent seat produced training data"
+    assert bool(masks.any())
+    assert bool(((seats != LEARNER).any(-1)).all()), "every instance has an opponent (no mirror share)"
+
+
+def test_snapshot_is_a_real_copy(tmp_path):
+    path = _recipe(tmp_path, {"id": "kuhn_poker", "num_envs": 8}, {"plugin": "self_play"})
+    training, _ = _training(tmp_path, path)
+    learner = training.learner
+    snap = SnapshotPolicy(learner, training.agents, seed=0)
+    live = dict(learner.net.named_parameters())
+    for name, tensor in snap.net.named_parameters():
+        assert tensor.data_ptr() != live[name].data_ptr(), f"{name} shares storage with the learner"
+    obs = {a: training.ts.obs[a] for a in training.agents}
+    before = snap.probs(obs, training.ts.action_mask).clone()
+    training.run()  # trains the learner
+    changed = any(
+        not torch.equal(p, q) for p, q in zip(learner.net.parameters(), snap.net.parameters(), strict=True)
+    )
+    assert changed, "the learner must have trained"
+    assert torch.equal(snap.probs(obs, training.ts.action_mask), before)
+
+
+def test_snapshot_acts_batched_only_where_it_plays():
+    # one forward pass over the rows it plays; other entries stay 0
+    from incentive.envs.kuhn_poker import KuhnPoker
+    from incentive.ppo import PPO
+    from incentive.recipe import LearnerSpec
+
+    env = KuhnPoker(num_envs=6, params=KuhnPoker.Params())
+    ppo = PPO(
+        config=LearnerSpec(hidden_sizes=[8]),
+        obs_dims=[11, 11],
+        action_dims=[2, 2],
+        generator=torch.Generator().manual_seed(0),
+    )
+    snap = SnapshotPolicy(ppo, env.possible_agents, seed=0)
+    ts = env.reset(seed=0)
+    calls = []
+    real = snap.net.logits
+    snap.net.logits = lambda f: (calls.append(f.shape[0]), real(f))[1]
+    seats = torch.zeros(6, 2, dtype=torch.bool)
+    seats[[1, 4], 0] = True
+    seats[2, 1] = True
+    actions = snap.act(ts.obs, ts.action_mask, seats)
+    assert calls == [3]
+    assert actions[[0, 3, 5]].eq(0).all()
+
+
+def test_record_decays_counts_and_rates_learner_against_members(tmp_path):
+    path = _recipe(
+        tmp_path,
+        {"id": "kuhn_poker", "num_envs": 4},
+        {"plugin": "pfsp", "params": {"decay": 0.5, "bots": ["random"], "snapshot_at_start": True}},
+    )
+    training, _ = _training(tmp_path, path)
+    plugin = training.hooks.pm.get_plugin("pfsp")
+    plugin.incentive_setup(run=training.context)
+    pop = plugin.population
+    bot, snap = pop.members  # ids 0 (random), 1 (snapshot_1)
+    ids = torch.tensor([[LEARNER, 0], [1, LEARNER], [LEARNER, 1], [LEARNER, 0]])
+    assignment = pop.assign(ids)
+    slots = assignment.seats
+    results = EpisodeResults(
+        returns=torch.tensor([[1.0, -1.0], [2.0, -2.0], [0.0, 0.0], [-1.0, 1.0], [LEARNER, LEARNER]])[:4],
+        seats=slots,
+    )
+    counts = pop.record(results)
+    # learner vs bot: a win (row 0) and a loss (row 3); vs snapshot: a loss (row 1), a draw (row 2)
+    assert counts[bot.id].tolist() == [1.0, 0.0, 1.0]
+    assert counts[snap.id].tolist() == [0.0, 1.0, 1.0]
+    assert pop.win_rate().tolist() == pytest.approx([0.5, 0.25])
+    pop.record(None)  # an iteration without games: counts halve, rates stay
+    assert (bot.wins, bot.losses, snap.draws) == (0.5, 0.5, 0.5)
+    assert pop.win_rate().tolist() == pytest.approx([0.5, 0.25])
+    # the bot's rating is fixed; the snapshot's moved against the learner's
+    assert bot.elo == 1000.0 and snap.elo > 1000.0 and pop.learner_elo < 1000.0
+
+
+def test_play_matches_alternates_seats_and_scores_bots():
+    from incentive.envs.connect_four import ConnectFour
+    from incentive.population import make_bot_policy
+
+    env = ConnectFour(num_envs=200, params=ConnectFour.Params())
+    kw = {"env_id": "connect_four", "agents": env.possible_agents, "action_dims": [7, 7]}
+    one_ply = make_bot_policy("one_ply", seed=1, **kw)
+    rand = make_bot_policy("random", seed=2, **kw)
+    result = play_matches(env, one_ply, rand, seed=0)
+    assert result.shape == (200, 2)
+    assert torch.equal(result[:, 0], -result[:, 1])  # zero-sum, one episode per instance
+    assert score(result) > 0.8  # one-ply lookahead beats random play
+    assert score(torch.tensor([[1.0, -1.0], [0.0, 0.0], [-1.0, 1.0], [0.0, 0.0]])) == pytest.approx(0.5)
