@@ -247,3 +247,131 @@ def test_play_matches_alternates_seats_and_scores_bots():
     assert torch.equal(result[:, 0], -result[:, 1])  # zero-sum, one episode per instance
     assert score(result) > 0.8  # one-ply lookahead beats random play
     assert score(torch.tensor([[1.0, -1.0], [0.0, 0.0], [-1.0, 1.0], [0.0, 0.0]])) == pytest.approx(0.5)
+
+
+# --- samplers through the loop ---------------------------------------------------------
+
+
+def test_psro_meta_game_between_bots_puts_all_weight_on_the_dominant_one(tmp_path):
+    # one_ply beats random (it takes wins and blocks losses): the Nash of the 2 x 2 meta-game is pure one_ply
+    path = _recipe(
+        tmp_path,
+        {"id": "connect_four", "num_envs": 8},
+        {
+            "plugin": "psro",
+            "params": {
+                "meta_solver": "nash",
+                "bots": ["random", "one_ply"],
+                "snapshot_every": None,
+                "meta_episodes": 64,
+            },
+        },
+    )
+    training, _ = _training(tmp_path, path)
+    metrics = training.run()
+    psro = training.hooks.pm.get_plugin("psro")
+    m = psro.matrix
+    assert torch.equal(m, -m.T)  # zero-sum: every game's returns cancel
+    assert m[1, 0] > 0.5
+    assert psro.sigma.tolist() == pytest.approx([0.0, 1.0], abs=1e-9)
+    assert metrics["population/nash/one_ply"] == pytest.approx(1.0)
+    assert metrics["population/nash/meta_exploitability"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["population/prob/random"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_psro_grows_the_meta_game_and_solves_it_again(tmp_path):
+    from incentive.meta_solvers import solve
+
+    path = _recipe(
+        tmp_path,
+        {"id": "kuhn_poker", "num_envs": 16},
+        {"plugin": "psro", "params": {"meta_solver": "prd", "snapshot_every": 2, "meta_episodes": 64}},
+    )
+    training, _ = _training(tmp_path, path)
+    metrics = training.run()  # 6 iterations: snapshots at 0, 2, 4, 6
+    psro = training.hooks.pm.get_plugin("psro")
+    assert len(psro.ids) == 4 and psro.matrix.shape == (4, 4)
+    assert torch.equal(psro.matrix, -psro.matrix.T)
+    x, _ = solve(
+        "projected_replicator_dynamics",
+        psro.matrix.numpy(),
+        psro.matrix.T.numpy(),
+        gamma=1e-3,
+        steps=5_000,
+        dt=0.05,
+        average_last=1000,
+    )
+    assert psro.sigma.tolist() == pytest.approx((x / x.sum()).tolist())
+    assert sum(v for k, v in metrics.items() if k.startswith("population/nash/snapshot")) == pytest.approx(
+        1.0
+    )
+
+
+def test_exploitability_designer_metrics_match_a_direct_computation(tmp_path):
+    from incentive.exploitability import exploitability, mixture_exploitability, tabulate_seats
+
+    path = _recipe(
+        tmp_path,
+        {"id": "kuhn_poker", "num_envs": 16},
+        {"plugin": "fictitious_self_play", "params": {"snapshot_every": 2, "evaluate_every": 3}},
+    )
+    training, _ = _training(tmp_path, path)
+    metrics = training.run()
+    game = training.env.game
+    learner = SnapshotPolicy(training.learner, training.agents, 0)
+    assert metrics["designer/exploitability"] == pytest.approx(
+        exploitability(game, tabulate_seats(game, learner.probs)), abs=1e-12
+    )
+    pop = training.hooks.pm.get_plugin("fictitious_self_play").population
+    # snapshots 0, 2, 4 were in play at iteration 6 (the one taken after it was not)
+    assert [m.created for m in pop.members] == [0, 2, 4, 6]
+    tables = torch.stack([tabulate_seats(game, m.policy.probs) for m in pop.members[:3]])
+    expected = mixture_exploitability(game, tables, torch.ones(len(tables)))
+    assert metrics["designer/mixture_exploitability"] == pytest.approx(expected, abs=1e-12)
+    lines = (training.run_dir / "metrics.jsonl").read_text().splitlines()
+    reported = ["designer/exploitability" in line for line in lines]
+    assert reported == [False, False, True, False, False, True]
+    assert all("population/elo/learner" in line for line in lines)
+
+
+def test_connect_four_win_rates_against_bots_as_designer_metrics(tmp_path):
+    path = _recipe(
+        tmp_path,
+        {"id": "connect_four", "num_envs": 8},
+        {
+            "plugin": "self_play",
+            "params": {"evaluate_every": 6, "eval_bots": ["random", "one_ply"], "eval_episodes": 32},
+        },
+    )
+    data = yaml.safe_load(path.read_text())
+    data["objective"] = {"metric": "win_rate/one_ply"}
+    path.write_text(yaml.safe_dump(data))
+    training, recorder = _training(tmp_path, path)
+    metrics = training.run()
+    assert 0.0 <= metrics["designer/win_rate/one_ply"] < metrics["designer/win_rate/random"] <= 1.0
+    # self-play: both seats are the learner's and both learn
+    masks = torch.stack(recorder.masks)  # [iterations, T, E, 2]
+    assert masks.flatten(0, 2).any(0).tolist() == [True, True]
+    assert metrics["population/mirror_share"] == 1.0
+
+
+def test_pfsp_samples_opponents_by_its_weights(tmp_path):
+    path = _recipe(
+        tmp_path,
+        {"id": "kuhn_poker", "num_envs": 4000},
+        {"plugin": "pfsp", "params": {"bots": ["random"], "weighting": "linear", "self_play_share": 0.25}},
+    )
+    training, _ = _training(tmp_path, path)
+    plugin = training.hooks.pm.get_plugin("pfsp")
+    plugin.incentive_setup(run=training.context)
+    bot, snap = plugin.population.members
+    bot.wins, bot.losses = 9.0, 1.0  # x = 0.9 -> f = 0.1
+    snap.wins, snap.losses = 3.0, 7.0  # x = 0.3 -> f = 0.7
+    assignment = plugin.incentive_pick_opponents(run=training.context, iteration=1)
+    seats = assignment.seats
+    mirror = (seats == LEARNER).all(1).double().mean()
+    assert float(mirror) == pytest.approx(0.25, abs=0.03)
+    opponents = seats[seats != LEARNER]
+    slot_of_snap = plugin.population.slots.index(snap.id)
+    assert float((opponents == slot_of_snap).double().mean()) == pytest.approx(0.7 / 0.8, abs=0.03)
+    assert bool(((seats != LEARNER).sum(1) <= 1).all())
