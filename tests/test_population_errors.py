@@ -23,7 +23,11 @@ def run(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]
 @pytest.mark.parametrize(
     ("recipe", "overrides", "fragments"),
     [
-        ("kuhn_pfsp.yaml", ["opponents.plugin=pfsq"], ["'opponents.plugin'", "unknown plugin 'pfsq'", "pfsp"]),
+        (
+            "kuhn_pfsp.yaml",
+            ["opponents.plugin=pfsq"],
+            ["'opponents.plugin'", "unknown plugin 'pfsq'", "pfsp"],
+        ),
         (
             "connect_four_pfsp.yaml",
             ["opponents.params.bots=[random, one_plyy]"],
@@ -32,7 +36,11 @@ def run(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]
         (
             "kuhn_pfsp.yaml",
             ["opponents.params.eval_bots=[one_ply]"],
-            ["'opponents.params.eval_bots.0'", "unknown bot 'one_ply' for env 'kuhn_poker'", "available: random"],
+            [
+                "'opponents.params.eval_bots.0'",
+                "unknown bot 'one_ply' for env 'kuhn_poker'",
+                "available: random",
+            ],
         ),
         (
             "kuhn_pfsp.yaml",
