@@ -76,7 +76,6 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from incentive.errors import IncentiveError, RecipeError
-from incentive.markers import hookimpl
 from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout, RunContext
 
 __all__ = [
@@ -643,16 +642,16 @@ class PopulationParams(BaseModel):
 
 
 class PopulationSampler:
-    """Base of the opponent-sampling plugins: a population, seats, payoffs, metrics, state.
+    """The engine of the opponent-sampling plugins: a population, seats, payoffs, metrics, state.
 
-    Subclasses set `name` and `Params` (a `PopulationParams` subclass) and implement
-    `distribution`; they may extend `on_snapshot`, `extra_metrics` and the state.
+    Subclasses implement `distribution` (and may extend `on_snapshot`, `extra_metrics`, the
+    state). A plugin class holds one as `sampler` and forwards each of its `@hookimpl` methods
+    to the method of the same name without the `incentive_` prefix (plugins are plain classes,
+    so `incentive plugins` reads them from source without importing torch).
     """
 
-    name = "population"
-    Params: type[PopulationParams] = PopulationParams
-
-    def __init__(self, params: PopulationParams) -> None:
+    def __init__(self, params: PopulationParams, *, name: str) -> None:
+        self.name = name
         self.params = params
         self.population: Population | None = None
         self.results: EpisodeResults | None = None
@@ -686,8 +685,7 @@ class PopulationSampler:
 
     # hooks
 
-    @hookimpl
-    def incentive_setup(self, run: RunContext) -> None:
+    def setup(self, run: RunContext) -> None:
         """Check the env fits, build the population (bots, the first snapshot)."""
         plugin = self.name
         if len(run.agents) < 2:
@@ -714,8 +712,7 @@ class PopulationSampler:
     def check(self, run: RunContext) -> None:
         """Further checks of the recipe against the env (subclasses)."""
 
-    @hookimpl
-    def incentive_pick_opponents(self, run: RunContext, iteration: int) -> OpponentAssignment:
+    def pick_opponents(self, run: RunContext, iteration: int) -> OpponentAssignment:
         """Sample each instance's learner seat and opponents."""
         pop = self.population
         e, a = run.num_envs, len(run.agents)
@@ -732,8 +729,7 @@ class PopulationSampler:
             ids = torch.where((torch.arange(a) == learner_seat[:, None]) | mirror[:, None], LEARNER, ids)
         return pop.assign(ids)
 
-    @hookimpl
-    def incentive_collect_metrics(self, run: RunContext, rollout: Rollout) -> dict[str, float]:
+    def collect_metrics(self, run: RunContext, rollout: Rollout) -> dict[str, float]:
         """Population stats every iteration; designer metrics when due."""
         pop = self.population
         pop.observe(rollout.done)
@@ -760,16 +756,14 @@ class PopulationSampler:
             metrics.update(self.designer_values(run))
         return metrics
 
-    @hookimpl
-    def incentive_update_population(self, run: RunContext, iteration: int, results: EpisodeResults) -> None:
+    def update_population(self, results: EpisodeResults) -> None:
         """Keep this iteration's finished episodes for `incentive_iteration_end`."""
         self.results = results
 
-    @hookimpl
-    def incentive_iteration_end(self, run: RunContext, iteration: int) -> None:
+    def iteration_end(self, iteration: int) -> None:
         """Count this iteration's games (decaying the old ones), then take a snapshot if one is due.
 
-        Done here rather than in `incentive_update_population`, which the loop skips when no
+        Done at iteration end rather than in `incentive_update_population`, which the loop skips when no
         episode finished, so counts decay and snapshots follow the schedule every iteration.
         """
         self.population.record(self.results)
@@ -786,13 +780,11 @@ class PopulationSampler:
         if due:
             self.on_snapshot(pop.add_snapshot(iteration))
 
-    @hookimpl
-    def incentive_state_dict(self, run: RunContext) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The population and the sampler's own state."""
         return {"population": self.population.state_dict(), "sampler": self.extra_state()}
 
-    @hookimpl
-    def incentive_load_state_dict(self, run: RunContext, state: dict[str, Any]) -> None:
+    def load_state_dict(self, run: RunContext, state: dict[str, Any]) -> None:
         """Restore the population (naming the checkpoint file if a snapshot cannot be loaded)."""
         self.population.load_state_dict(state["population"], where=str(run.run_dir / "checkpoint.pt"))
         self.load_extra_state(state["sampler"])
