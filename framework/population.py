@@ -702,12 +702,32 @@ class PopulationSampler:
                         f"{run.recipe.source}: field 'opponents.params.{field_name}.{index}': unknown bot "
                         f"{bot!r} for env {run.recipe.env.id!r}; available: {', '.join(known)}"
                     )
+        self._check_objectives(run)
         self.check(run)
         self.population = Population(run=run, params=self.params)
         for bot in self.params.bots:
             self.on_snapshot(self.population.add_bot(bot))
         if self.params.snapshot_at_start and self.params.snapshot_every is not None:
             self.on_snapshot(self.population.add_snapshot(0))
+
+    def _check_objectives(self, run: RunContext) -> None:
+        """An objective on a population designer metric needs evaluations, and poker for exploitability."""
+        recipe = run.recipe
+        for index, objective in enumerate(recipe.objectives):
+            metric = objective.metric.removeprefix("designer/")
+            if metric not in self.designer_metrics:
+                continue
+            where = "objective" if not isinstance(recipe.objective, list) else f"objective.{index}"
+            if self.params.evaluate_every == 0:
+                raise RecipeError(
+                    f"{recipe.source}: field 'opponents.params.evaluate_every': {where}.metric "
+                    f"{objective.metric!r} is measured by periodic evaluations; set evaluate_every >= 1"
+                )
+            if "exploitability" in metric and not hasattr(run.env, "game_name"):
+                raise RecipeError(
+                    f"{recipe.source}: field '{where}.metric': {objective.metric!r} is computed exactly for "
+                    f"Kuhn and Leduc poker only, not for env {recipe.env.id!r}"
+                )
 
     def check(self, run: RunContext) -> None:
         """Further checks of the recipe against the env (subclasses)."""

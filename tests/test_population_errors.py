@@ -64,6 +64,19 @@ def run(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]
         ),
         (
             "kuhn_psro.yaml",
+            ["opponents.params.evaluate_every=0"],
+            [
+                "'opponents.params.evaluate_every'",
+                "'mixture_exploitability' is measured by periodic evaluations",
+            ],
+        ),
+        (
+            "connect_four_pfsp.yaml",
+            ["objective.metric=exploitability"],
+            ["'objective.metric'", "Kuhn and Leduc poker only, not for env 'connect_four'"],
+        ),
+        (
+            "kuhn_psro.yaml",
             ["opponents.params.meta_solver=alpharank"],
             ["opponents.params.meta_solver", "'uniform', 'nash', 'rd' or 'prd'"],
         ),
