@@ -17,6 +17,13 @@ Members, each with a stable integer id:
 | bot        | a fixed policy: `random` (uniform over legal actions, every env) and   |
 |            | each env's scripted bots (Connect Four: `one_ply`, `minimax`)          |
 
+Ids are given in order: the listed `bots` first (0, 1, ...), then each
+snapshot as it is taken (the one at start next). A curriculum may choose
+opponents per instance with the task key `opponent` (`incentive.tasks`): a
+member id fixes the instance's opponent seats to that member, -1 leaves the
+choice to the sampler; like every task it applies from the instance's next
+episode.
+
 Eviction: at most `max_snapshots` snapshots; adding one more drops the oldest
 snapshot, except the first one when `keep_first` is set (the initial policy
 stays as an anchor). Bots are never evicted.
@@ -76,6 +83,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from incentive.errors import IncentiveError, RecipeError
+from incentive.tasks import OPPONENT
 from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout, RunContext
 
 __all__ = [
@@ -747,6 +755,21 @@ class PopulationSampler:
             ids = member_ids[picks].view(e, a)
             mirror = torch.rand(e, generator=g) < share
             ids = torch.where((torch.arange(a) == learner_seat[:, None]) | mirror[:, None], LEARNER, ids)
+        chosen = None if run.tasks is None else run.tasks.pending.get(OPPONENT)
+        if chosen is not None:  # a curriculum over opponents: member ids per instance, -1 = the sampler's
+            chosen = chosen.long()
+            known = {m.id for m in pop.members}
+            unknown = sorted(set(chosen[chosen >= 0].tolist()) - known)
+            if unknown:
+                raise ValueError(
+                    f"task 'opponent': member id(s) {unknown} are not in the population (ids: "
+                    + ", ".join(f"{m.id} {m.name}" for m in pop.members)
+                    + ")"
+                )
+            fixed = chosen >= 0
+            opponent_seats = torch.arange(a) != learner_seat[:, None]
+            ids = torch.where(fixed[:, None] & opponent_seats, chosen[:, None], ids)
+            ids = torch.where(fixed[:, None] & ~opponent_seats, LEARNER, ids)
         return pop.assign(ids)
 
     def collect_metrics(self, run: RunContext, rollout: Rollout) -> dict[str, float]:

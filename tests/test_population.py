@@ -375,3 +375,41 @@ def test_pfsp_samples_opponents_by_its_weights(tmp_path):
     slot_of_snap = plugin.sampler.population.slots.index(snap.id)
     assert float((opponents == slot_of_snap).double().mean()) == pytest.approx(0.7 / 0.8, abs=0.03)
     assert bool(((seats != LEARNER).sum(1) <= 1).all())
+
+
+def test_a_curriculum_over_opponents_fixes_the_opponent_per_instance(tmp_path):
+    # stage 0: everyone plays the random bot (id 0); stage 1 (after 2 iterations): one_ply (id 1)
+    path = _recipe(
+        tmp_path,
+        {"id": "connect_four", "num_envs": 8},
+        {"plugin": "pfsp", "params": {"bots": ["random", "one_ply"], "snapshot_every": 1}},
+    )
+    data = yaml.safe_load(path.read_text())
+    data["curriculum"] = {
+        "plugin": "schedule",
+        "params": {
+            "stages": [{"set": {"opponent": 0}, "advance": {"steps": 2 * 8 * 4}}, {"set": {"opponent": 1}}]
+        },
+    }
+    path.write_text(yaml.safe_dump(data))
+    training, _ = _training(tmp_path, path)
+    used = []  # per iteration: the bots in the opponent seats, and whether each instance has one learner seat
+    real_assign = training._assign
+
+    def assign(plugin, assignment):
+        real_assign(plugin, assignment)
+        seats = assignment.seats
+        bots = {assignment.policies[i].bot.name for i in seats[seats >= 0].unique().tolist()}
+        used.append((bots, bool(((seats == LEARNER).sum(1) == 1).all())))
+
+    training._assign = assign
+    training.run()  # 6 iterations; the schedule moves to stage 1 after 64 env steps (2 iterations)
+    assert [bots for bots, _ in used] == [{"random"}] * 2 + [{"one_ply"}] * 4
+    assert all(one for _, one in used)  # one learner seat and one opponent seat in every instance
+
+    bad = yaml.safe_load(path.read_text())
+    bad["curriculum"]["params"]["stages"][0]["set"] = {"opponent": 7}
+    path.write_text(yaml.safe_dump(bad))
+    training, _ = _training(tmp_path, path)
+    with pytest.raises(Exception, match=r"task 'opponent': member id\(s\) \[7\] are not in the population"):
+        training.run()
