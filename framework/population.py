@@ -61,7 +61,8 @@ played: this iteration's games are counted after the metrics are collected).
 
 Designer metrics (every `evaluate_every` iterations; 0 = never):
 `exploitability` of the learner's current policy and `mixture_exploitability`
-of the sampler's meta-mixture over the snapshots (NashConv / 2, exact, Kuhn and
+of the sampler's meta-mixture over the members (its sampling distribution, or
+PSRO's sigma; the random bot plays uniformly; NashConv / 2, exact, Kuhn and
 Leduc poker only, `incentive.exploitability`), and `win_rate/<bot>` for each
 `eval_bots` entry: the learner's score (win 1, draw 1/2) against the bot over
 `eval_episodes` evaluation games, half in each seat, that produce no training
@@ -663,6 +664,7 @@ class PopulationSampler:
         self.params = params
         self.population: Population | None = None
         self.results: EpisodeResults | None = None
+        self.last_probs: tuple[float, torch.Tensor] = (1.0, torch.zeros(0))  # of the latest pick
         self.designer_metrics = ["exploitability", "mixture_exploitability"] + [
             f"win_rate/{bot}" for bot in params.eval_bots
         ]
@@ -776,7 +778,7 @@ class PopulationSampler:
         """Population stats every iteration; designer metrics when due."""
         pop = self.population
         pop.observe(rollout.done)
-        share, probs = getattr(self, "last_probs", self.distribution(run.iteration))
+        share, probs = self.last_probs
         x = pop.win_rate()
         metrics = {
             "population/size": float(len(pop.members)),
@@ -844,18 +846,11 @@ class PopulationSampler:
 
             live = SnapshotPolicy(learner, run.agents, 0)
             out["designer/exploitability"] = exploitability(game, tabulate_seats(game, live.probs))
-            pop = self.population
+            members = self.population.members  # every one is tabular in poker (the random bot: uniform)
             weights = self.mixture_weights()
-            snaps = [
-                (m, float(w))
-                for m, w in zip(pop.members, weights.tolist(), strict=False)
-                if m.kind == "snapshot"
-            ]
-            if snaps and sum(w for _, w in snaps) > 0:
-                tables = torch.stack([self.table(game, m) for m, _ in snaps])
-                out["designer/mixture_exploitability"] = mixture_exploitability(
-                    game, tables, torch.tensor([w for _, w in snaps])
-                )
+            if members and float(weights.sum()) > 0:
+                tables = torch.stack([self.table(game, m) for m in members])
+                out["designer/mixture_exploitability"] = mixture_exploitability(game, tables, weights)
         for bot in self.params.eval_bots:
             env = type(run.env)(num_envs=self.params.eval_episodes, params=run.env.params)
             seed = run.recipe.seed * 1_000_003 + run.iteration
@@ -873,9 +868,12 @@ class PopulationSampler:
 
     @staticmethod
     def table(game: Any, member: Member) -> torch.Tensor:
-        """A snapshot's tabular poker policy (cached on the member)."""
+        """A member's tabular poker policy (cached on the member; the random bot is uniform)."""
         if "table" not in member.cache:
-            from incentive.exploitability import tabulate_seats
+            from incentive.exploitability import tabulate_seats, uniform_policy
 
-            member.cache["table"] = tabulate_seats(game, member.policy.probs)
+            if member.kind == "bot":
+                member.cache["table"] = uniform_policy(game)
+            else:
+                member.cache["table"] = tabulate_seats(game, member.policy.probs)
         return member.cache["table"]
