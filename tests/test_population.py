@@ -413,3 +413,33 @@ def test_a_curriculum_over_opponents_fixes_the_opponent_per_instance(tmp_path):
     training, _ = _training(tmp_path, path)
     with pytest.raises(Exception, match=r"task 'opponent': member id\(s\) \[7\] are not in the population"):
         training.run()
+
+
+def test_mixture_exploitability_weighs_members_as_the_sampler_does(tmp_path):
+    from incentive.exploitability import mixture_exploitability, tabulate_seats, uniform_policy
+
+    path = _recipe(
+        tmp_path,
+        {"id": "kuhn_poker", "num_envs": 16},
+        {"plugin": "pfsp", "params": {"bots": ["random"], "snapshot_every": 100, "evaluate_every": 6}},
+    )
+    training, _ = _training(tmp_path, path)
+    sampler = training.hooks.pm.get_plugin("pfsp").sampler
+    seen = []
+
+    class Watch:  # the win rates when the metrics are collected (games are counted at iteration end)
+        @hookimpl
+        def incentive_collect_metrics(self):
+            seen.append(pfsp_weights(sampler.population.win_rate(), "hard"))
+
+    training.hooks.pm.register(Watch(), name="watch")
+    metrics = training.run()
+    bot, snap = sampler.population.members
+    weights = seen[-1]
+    assert torch.equal(weights, sampler.last_probs[1])
+    assert weights.sum() == pytest.approx(1.0) and not torch.equal(weights, torch.full((2,), 0.5))
+    game = training.env.game
+    tables = torch.stack([uniform_policy(game), tabulate_seats(game, snap.policy.probs)])
+    assert metrics["designer/mixture_exploitability"] == pytest.approx(
+        mixture_exploitability(game, tables, weights), abs=1e-12
+    )
