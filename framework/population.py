@@ -26,7 +26,8 @@ episode.
 
 Eviction: at most `max_snapshots` snapshots; adding one more drops the oldest
 snapshot, except the first one when `keep_first` is set (the initial policy
-stays as an anchor). Bots are never evicted.
+stays as an anchor; with `max_snapshots: 1` there is nothing else to drop, so
+the first goes too). Bots are never evicted.
 
 Seats. Each instance gets a learner seat (uniformly at random) and an opponent
 member in every other seat, or, with the sampler's mirror share, the learner in
@@ -440,7 +441,8 @@ class Population:
         self.members.append(member)
         snapshots = [m for m in self.members if m.kind == "snapshot"]
         if len(snapshots) > self.params.max_snapshots:
-            victim = next(m for m in snapshots if not m.protected)
+            older = snapshots[:-1]  # never the one just taken
+            victim = next((m for m in older if not m.protected), older[0])
             self.members.remove(victim)
             self.retired.append(victim)
         return member

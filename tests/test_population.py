@@ -443,3 +443,26 @@ def test_mixture_exploitability_weighs_members_as_the_sampler_does(tmp_path):
     assert metrics["designer/mixture_exploitability"] == pytest.approx(
         mixture_exploitability(game, tables, weights), abs=1e-12
     )
+
+
+@pytest.mark.parametrize(
+    ("cap", "keep_first", "left"),
+    [(3, True, [0, 3, 4]), (3, False, [2, 3, 4]), (1, True, [4])],
+)
+def test_eviction_drops_the_oldest_unprotected_snapshot(tmp_path, cap, keep_first, left):
+    path = _recipe(
+        tmp_path,
+        {"id": "kuhn_poker", "num_envs": 4},
+        {
+            "plugin": "fictitious_self_play",
+            "params": {"max_snapshots": cap, "keep_first": keep_first, "snapshot_at_start": False},
+        },
+    )
+    training, _ = _training(tmp_path, path)
+    plugin = training.hooks.pm.get_plugin("fictitious_self_play")
+    plugin.incentive_setup(run=training.context)
+    pop = plugin.sampler.population
+    for iteration in range(5):
+        pop.add_snapshot(iteration)
+    assert [m.id for m in pop.members] == left
+    assert sorted(m.id for m in pop.retired) == sorted(set(range(5)) - set(left))
