@@ -99,5 +99,8 @@ def test_a_snapshot_that_cannot_be_loaded_names_the_file(capsys, tmp_path):
     name = next(iter(member["policy"]["net"]))
     member["policy"]["net"][name] = torch.zeros(3, 3, 3)
     torch.save(state, checkpoint)
+    saved = checkpoint.parent / "recipe.yaml"  # a longer budget, so the resume has iterations to run
+    saved.write_text(saved.read_text().replace("total_steps: 64", "total_steps: 128"))
+    assert "total_steps: 128" in saved.read_text()
     code, _, err = run_cli(capsys, "run", "--resume", str(checkpoint.parent), "--quiet")
     assert_clean_error(code, err, str(checkpoint), f"population member {member['name']!r} cannot be loaded")
