@@ -12,6 +12,7 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py ipd          # prisoner's dilemma, sharing weight s in 0..1
     python benchmarks/reproductions.py coin_game
     python benchmarks/reproductions.py escape_room cleanup_7x7 --seeds 3
+    python benchmarks/reproductions.py kuhn_opponents --steps 100000
     python benchmarks/reproductions.py --list
 """
 
@@ -140,6 +141,19 @@ EXPERIMENTS: dict[str, Experiment] = {
                 ["incentives=[{plugin: inequity_aversion, params: {alpha: 5.0, beta: 0.05}}]"]),
         ],
         metrics=["collective_return", "final_apple_stock", "sustainability", "equality"],
+    ),
+    # Whom the learner plays: equal env steps; the exact exploitability (NashConv / 2) of the learner
+    # and of the population's mixture (FSP: uniform over snapshots; PFSP: its sampling weights;
+    # PSRO: the Nash meta-strategy). Latest-only self-play has no population, so no mixture.
+    "kuhn_opponents": Experiment(
+        arms=[
+            Arm("latest-only self-play", "kuhn_self_play.yaml"),
+            Arm("fictitious self-play", "kuhn_fsp.yaml"),
+            Arm("PFSP (hard)", "kuhn_pfsp.yaml", ["opponents.params.bots=[]"]),
+            Arm("PSRO (Nash)", "kuhn_psro.yaml"),
+        ],
+        metrics=["exploitability", "mixture_exploitability"],
+        seeds=2,
     ),
 }  # fmt: skip
 

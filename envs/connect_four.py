@@ -188,6 +188,8 @@ class ConnectFour(BatchedEnv):
         "episode_length",
     )
     state_keys = ("boards", "heights", "full", "turn", "moves", "planes")
+    #: The seats' rewards always sum to zero (population meta-solvers may use an exact Nash LP).
+    zero_sum: ClassVar[bool] = True
 
     def __init__(self, *, num_envs: int, params: EnvParams, device: str = "cpu") -> None:
         super().__init__(num_envs=num_envs, params=params, device=device)

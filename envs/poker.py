@@ -331,6 +331,8 @@ class PokerEnv(BatchedEnv):
     """
 
     game_name: ClassVar[str] = ""
+    #: The seats' rewards always sum to zero (population meta-solvers may use an exact Nash LP).
+    zero_sum: ClassVar[bool] = True
     info_keys = ("player_0_chips", "showdowns", "folds", "raises", "pot")
     metric_names = ("player_0_chips", "showdown_rate", "fold_rate", "raises_per_hand", "mean_pot")
     state_keys = ("node", "deal")

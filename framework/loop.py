@@ -150,6 +150,7 @@ class Training:
             num_envs=self.env.num_envs,
             generator=torch.Generator().manual_seed(recipe.seed + 1),
             tasks=TaskState.for_run(recipe, pm, self.env),
+            learner=self.learner,
         )
         self.evaluator = Evaluator.for_run(recipe, self.env, self.agents)
         self.metrics_file = MetricsFile(self.run_dir / METRICS)

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     import torch
 
     from incentive.envs.base import BatchedEnv
+    from incentive.ppo import PPO
     from incentive.recipe import Recipe
     from incentive.tasks import TaskState
 
@@ -35,6 +36,8 @@ class RunContext:
         global_step: env steps so far (each batched step counts E).
         tasks: the per-instance task state (`incentive.tasks.TaskState`):
             plugins read their per-instance parameters through it.
+        learner: the learner (`incentive.ppo.PPO`): population plugins copy
+            its weights into frozen snapshots and evaluate it; never train it.
 
     """
 
@@ -47,6 +50,7 @@ class RunContext:
     iteration: int = 0
     global_step: int = 0
     tasks: TaskState | None = None
+    learner: PPO | None = None
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,12 @@ ENVS: dict[str, dict[str, Any]] = {
     "inequity_aversion": {"id": "escape_room", "params": {"num_agents": 3, "min_at_lever": 2}},
     "social_value_orientation": {"id": "escape_room", "params": {"num_agents": 3, "min_at_lever": 2}},
     "novelty_bonus": {"id": "coin_game", "params": {"episode_length": 5}},
+    # opponent samplers: a two-player zero-sum game (PSRO's default meta-solver is the exact Nash LP)
+    **{name: {"id": "kuhn_poker"} for name in ("self_play", "fictitious_self_play", "pfsp", "psro")},
 }
+
+# Opponent-sampling plugins run as the recipe's `opponents:`.
+OPPONENT_SAMPLERS = {"self_play", "fictitious_self_play", "pfsp", "psro"}
 DEFAULT_ENV: dict[str, Any] = {"id": "prisoners_dilemma", "params": {"episode_length": 5}}
 
 # Curriculum plugins run as the recipe's `curriculum:` over reward sharing's s (the IPD has no levels).
@@ -82,6 +87,9 @@ def recipe_changes(name: str, cls: type, *, iterations: int = ITERATIONS, **para
     if name in CURRICULA:
         changes["incentives"] = SHARING
         changes["curriculum"] = {"plugin": name, "params": {**CURRICULA[name], **params}}
+    if name in OPPONENT_SAMPLERS:
+        changes["incentives"] = []
+        changes["opponents"] = {"plugin": name, "params": {**PARAMS.get(name, {}), **params}}
     designer = tuple(getattr(cls, "designer_metrics", ()))
     if designer:  # the plugin's own metric must be accepted as an objective
         changes["objective"] = {"metric": designer[0]}

@@ -1,0 +1,196 @@
+"""Policy-space response oracles (PSRO, Lanctot et al. 2017).
+
+The population's members (frozen snapshots of the learner, and any listed
+`bots`) form a symmetric two-player meta-game: `M[i, j]` is member i's mean
+return against member j over `meta_episodes` evaluation games (half with i in
+each seat; they produce no training data), computed once when a member joins.
+A meta-solver turns (M, M^T) into a meta-strategy sigma over the members:
+
+| `meta_solver` | solver (`incentive.meta_solvers`)                              |
+| ------------- | -------------------------------------------------------------- |
+| `uniform`     | uniform sigma: PSRO becomes fictitious play                    |
+| `nash`        | an exact Nash equilibrium by linear programming; two-player    |
+|               | zero-sum games only (the env must declare `zero_sum`)          |
+| `rd`          | replicator dynamics (general sum)                              |
+| `prd`         | projected replicator dynamics, floor `prd_gamma` / n (general) |
+
+The learner trains as a best response against sigma: each instance's
+opponent is drawn from sigma. Every `snapshot_every` iterations the learner
+is frozen into the population (it keeps training from its current weights),
+the meta-game grows by one row and column, and sigma is solved again.
+Metrics: `population/nash/<member>` (sigma) and
+`population/nash/meta_exploitability` (half the NashConv of sigma in the
+empirical meta-game). `mixture_exploitability` (poker) is that of sigma over
+the snapshots. Parameters: `meta_solver`, `meta_episodes`, `prd_gamma`, plus
+those of `incentive.population.PopulationParams`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from incentive import hookimpl
+from incentive.errors import RecipeError
+from incentive.meta_solvers import meta_game_exploitability, solve
+from incentive.population import Member, PopulationParams, PopulationSampler, play_matches
+from incentive.types import RunContext
+
+__all__ = ["PSRO"]
+
+SOLVERS = {
+    "uniform": ("uniform", {}),
+    "nash": ("nash", {}),
+    "rd": ("replicator_dynamics", {"steps": 5_000, "dt": 0.05, "average_last": 1000}),
+    "prd": ("projected_replicator_dynamics", {"steps": 5_000, "dt": 0.05, "average_last": 1000}),
+}
+
+
+class PSROParams(PopulationParams):
+    """The meta-solver and the evaluation budget."""
+
+    meta_solver: Literal["uniform", "nash", "rd", "prd"] = Field(
+        "nash", description="Meta-solver over the empirical payoff matrix."
+    )
+    meta_episodes: int = Field(256, ge=2, description="Evaluation games per pair of members.")
+    prd_gamma: float = Field(1e-3, ge=0, le=1, description="Exploration floor of `prd`.")
+
+
+class _PSROSampler(PopulationSampler):
+    """The psro distribution over the population."""
+
+    def __init__(self, params: PSROParams, *, name: str) -> None:
+        super().__init__(params, name=name)
+        self.ids: list[int] = []
+        self.matrix = torch.zeros(0, 0, dtype=torch.float64)
+        self.sigma = torch.zeros(0, dtype=torch.float64)
+
+    def check(self, run: RunContext) -> None:
+        """Exact Nash needs a two-player zero-sum game."""
+        if self.params.meta_solver == "nash" and (
+            len(run.agents) != 2 or not getattr(run.env, "zero_sum", False)
+        ):
+            raise RecipeError(
+                f"{run.recipe.source}: field 'opponents.params.meta_solver': 'nash' is an exact linear "
+                f"program for two-player zero-sum games, and env {run.recipe.env.id!r} is not one "
+                f"({len(run.agents)} agents, zero_sum={getattr(run.env, 'zero_sum', False)}); use 'rd' or "
+                f"'prd' (replicator dynamics) or 'uniform'"
+            )
+        self.run = run
+
+    # the meta-game
+
+    def _match(self, a: Member, b: Member) -> torch.Tensor:
+        run = self.run
+        env = type(run.env)(num_envs=self.params.meta_episodes, params=run.env.params)
+        seed = run.recipe.seed * 1_000_003 + 7919 * a.id + b.id
+        return play_matches(env, a.policy, b.policy, seed=seed)
+
+    def on_snapshot(self, member: Member) -> None:
+        """Evaluate the new member against every member (itself included) and solve sigma again."""
+        pop = self.population
+        current = [m for m in pop.members if m.id in self.ids]
+        keep = [self.ids.index(m.id) for m in current]
+        n = len(current) + 1
+        matrix = torch.zeros(n, n, dtype=torch.float64)
+        matrix[: n - 1, : n - 1] = self.matrix[keep][:, keep]
+        for j, other in enumerate(current):
+            result = self._match(member, other)
+            matrix[n - 1, j] = result[:, 0].mean()
+            matrix[j, n - 1] = result[:, 1].mean()
+        own = self._match(member, member)
+        matrix[n - 1, n - 1] = own.mean()
+        self.ids = [m.id for m in current] + [member.id]
+        self.matrix = matrix
+        self._solve()
+
+    def _solve(self) -> None:
+        name, options = SOLVERS[self.params.meta_solver]
+        if self.params.meta_solver == "prd":
+            options = {**options, "gamma": self.params.prd_gamma}
+        x, _ = solve(name, self.matrix.numpy(), self.matrix.T.numpy(), **options)
+        self.sigma = torch.as_tensor(x, dtype=torch.float64).clamp(min=0)
+        self.sigma = self.sigma / self.sigma.sum()
+
+    def distribution(self, iteration: int) -> tuple[float, torch.Tensor]:
+        """(0, sigma over the current members)."""
+        pop = self.population
+        if not pop.members:
+            return 1.0, torch.zeros(0, dtype=torch.float64)
+        weights = {member_id: float(w) for member_id, w in zip(self.ids, self.sigma.tolist(), strict=True)}
+        return 0.0, torch.tensor([weights.get(m.id, 0.0) for m in pop.members], dtype=torch.float64)
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Sigma per member and the meta-game exploitability of sigma."""
+        pop = self.population
+        names = {m.id: m.name for m in pop.members}
+        out = {
+            f"population/nash/{names[i]}": float(w)
+            for i, w in zip(self.ids, self.sigma.tolist(), strict=True)
+            if i in names
+        }
+        if len(self.ids) > 0:
+            x = self.sigma.numpy()
+            out["population/nash/meta_exploitability"] = float(
+                meta_game_exploitability(self.matrix.numpy(), self.matrix.T.numpy(), x, x)
+            )
+        return out
+
+    def extra_state(self) -> dict[str, Any]:
+        """The meta-game and sigma."""
+        return {"ids": list(self.ids), "matrix": self.matrix.clone(), "sigma": self.sigma.clone()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore `extra_state`."""
+        self.ids = list(state["ids"])
+        self.matrix = state["matrix"].clone()
+        self.sigma = state["sigma"].clone()
+
+
+class PSRO:
+    """Opponents from the meta-strategy over the population's empirical payoff matrix."""
+
+    name = "psro"
+    Params = PSROParams
+
+    def __init__(self, params: PSROParams) -> None:
+        self.params = params
+        self.sampler = _PSROSampler(params, name=self.name)
+        self.designer_metrics = self.sampler.designer_metrics
+
+    @hookimpl
+    def incentive_setup(self, run):
+        """Check the recipe against the env; build the population."""
+        self.sampler.setup(run)
+
+    @hookimpl
+    def incentive_pick_opponents(self, run, iteration):
+        """Sample each instance's learner seat and opponents."""
+        return self.sampler.pick_opponents(run, iteration)
+
+    @hookimpl
+    def incentive_collect_metrics(self, run, rollout):
+        """`population/...` metrics; designer metrics when due."""
+        return self.sampler.collect_metrics(run, rollout)
+
+    @hookimpl
+    def incentive_update_population(self, results):
+        """Keep the iteration's finished episodes."""
+        self.sampler.update_population(results)
+
+    @hookimpl
+    def incentive_iteration_end(self, iteration):
+        """Count the games, update ratings, snapshot when due."""
+        self.sampler.iteration_end(iteration)
+
+    @hookimpl
+    def incentive_state_dict(self):
+        """The whole population and the sampler's state."""
+        return self.sampler.state_dict()
+
+    @hookimpl
+    def incentive_load_state_dict(self, run, state):
+        """Restore the population (names the file of a broken snapshot)."""
+        self.sampler.load_state_dict(run, state)

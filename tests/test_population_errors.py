@@ -1,0 +1,106 @@
+"""Bad population input: one clear message naming the field (or the file), exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_cli import assert_clean_error, run_cli
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+
+
+def run(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]:
+    args = ["run", str(RECIPES / recipe), "--quiet", "--set", f"log.dir={tmp_path}"]
+    args += ["--set", "log.wandb.mode=disabled", "--set", "train.total_steps=1", "--set", "env.num_envs=4"]
+    for override in overrides:
+        args += ["--set", override]
+    code, _, err = run_cli(capsys, *args)
+    return code, err
+
+
+@pytest.mark.parametrize(
+    ("recipe", "overrides", "fragments"),
+    [
+        (
+            "kuhn_pfsp.yaml",
+            ["opponents.plugin=pfsq"],
+            ["'opponents.plugin'", "unknown plugin 'pfsq'", "pfsp"],
+        ),
+        (
+            "connect_four_pfsp.yaml",
+            ["opponents.params.bots=[random, one_plyy]"],
+            ["'opponents.params.bots.1'", "unknown bot 'one_plyy'", "one_ply, minimax"],
+        ),
+        (
+            "kuhn_pfsp.yaml",
+            ["opponents.params.eval_bots=[one_ply]"],
+            [
+                "'opponents.params.eval_bots.0'",
+                "unknown bot 'one_ply' for env 'kuhn_poker'",
+                "available: random",
+            ],
+        ),
+        (
+            "kuhn_pfsp.yaml",
+            ["opponents.params.snapshot_every=0"],
+            ["opponents.params.snapshot_every", "greater than or equal to 1"],
+        ),
+        (
+            "kuhn_pfsp.yaml",
+            ["opponents.params.weighting=cubic"],
+            ["opponents.params.weighting", "'hard', 'variance', 'linear' or 'linear_capped'"],
+        ),
+        (
+            "navigation_uniform.yaml",
+            ["env.params.num_agents=1", "opponents={plugin: fictitious_self_play}"],
+            ["'opponents.plugin'", "'fictitious_self_play'", "at least two seats", "has 1 agent"],
+        ),
+        (
+            "kuhn_psro.yaml",
+            ["env={id: prisoners_dilemma, num_envs: 4}", "objective={metric: collective_return}"],
+            ["'opponents.params.meta_solver'", "two-player zero-sum", "'prisoners_dilemma'", "'rd'"],
+        ),
+        (
+            "kuhn_psro.yaml",
+            ["opponents.params.evaluate_every=0"],
+            [
+                "'opponents.params.evaluate_every'",
+                "'mixture_exploitability' is measured by periodic evaluations",
+            ],
+        ),
+        (
+            "connect_four_pfsp.yaml",
+            ["objective.metric=exploitability"],
+            ["'objective.metric'", "Kuhn and Leduc poker only, not for env 'connect_four'"],
+        ),
+        (
+            "kuhn_psro.yaml",
+            ["opponents.params.meta_solver=alpharank"],
+            ["opponents.params.meta_solver", "'uniform', 'nash', 'rd' or 'prd'"],
+        ),
+    ],
+)
+def test_bad_population_input(capsys, tmp_path, recipe, overrides, fragments):
+    code, err = run(capsys, tmp_path, recipe, *overrides)
+    assert_clean_error(code, err, *fragments)
+
+
+def test_a_snapshot_that_cannot_be_loaded_names_the_file(capsys, tmp_path):
+    args = ["run", str(RECIPES / "kuhn_pfsp.yaml"), "--quiet", "--run-id", "broken"]
+    args += ["--set", f"log.dir={tmp_path}", "--set", "log.wandb.mode=disabled", "--set", "env.num_envs=4"]
+    code, _, err = run_cli(capsys, *args, "--set", "train.total_steps=64")
+    assert code == 0, err
+    checkpoint = tmp_path / "kuhn_pfsp" / "broken" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)  # tensors and plain containers only
+    member = state["plugins"]["pfsp"]["population"]["members"][-1]
+    assert member["kind"] == "snapshot"
+    name = next(iter(member["policy"]["net"]))
+    member["policy"]["net"][name] = torch.zeros(3, 3, 3)
+    torch.save(state, checkpoint)
+    saved = checkpoint.parent / "recipe.yaml"  # a longer budget, so the resume has iterations to run
+    saved.write_text(saved.read_text().replace("total_steps: 64", "total_steps: 128"))
+    assert "total_steps: 128" in saved.read_text()
+    code, _, err = run_cli(capsys, "run", "--resume", str(checkpoint.parent), "--quiet")
+    assert_clean_error(code, err, str(checkpoint), f"population member {member['name']!r} cannot be loaded")
