@@ -482,7 +482,7 @@ class Training:
             "train/iteration": iteration,
             "train/global_step": self.context.global_step,
             "train/episodes": 0 if finished is None else len(finished["reward"]),
-            "train/lr": self.learner.optimizer.param_groups[0]["lr"],
+            "train/lr": self.learner.optimizer.lr,
         }
         if finished is not None:
             reward = finished["reward"]
