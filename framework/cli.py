@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from incentive import hookimpl
-from incentive.errors import IncentiveError, PluginError
+from incentive.errors import IncentiveError, PluginError, RecipeWarning
 
 __all__ = ["main"]
 
@@ -573,6 +574,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `incentive` console script."""
     args = build_parser().parse_args(argv)
     console = Console(stderr=False)
+    show_warning = warnings.showwarning
+
+    def show(message, category, *rest) -> None:  # a recipe warning is one plain line, not a source line
+        if issubclass(category, RecipeWarning):
+            err = Console(stderr=True, soft_wrap=True)
+            err.print(f"[bold yellow]warning:[/bold yellow] {escape(str(message))}", highlight=False)
+        else:
+            show_warning(message, category, *rest)
+
+    warnings.showwarning = show
     try:
         return args.func(args, console)
     except IncentiveError as exc:
@@ -586,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted; the last checkpoint can be resumed with --resume")
         return 130
+    finally:
+        warnings.showwarning = show_warning
 
 
 if __name__ == "__main__":

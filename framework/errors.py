@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["IncentiveError", "PluginError", "RecipeError", "StopRun"]
+__all__ = ["IncentiveError", "PluginError", "RecipeError", "RecipeWarning", "StopRun"]
 
 
 class IncentiveError(Exception):
@@ -11,6 +11,10 @@ class IncentiveError(Exception):
 
 class RecipeError(IncentiveError):
     """A recipe (file, field or override) is invalid."""
+
+
+class RecipeWarning(UserWarning):
+    """A recipe that runs but probably not as meant (the CLI prints it as one `warning:` line)."""
 
 
 class PluginError(IncentiveError):

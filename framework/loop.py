@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,13 @@ from pydantic import ValidationError
 from incentive.checkpoint import load_checkpoint, plain_data_problem, save_checkpoint
 from incentive.envs.base import BatchedEnv, TimeStep
 from incentive.envs.registry import available_envs, load_env_class
-from incentive.errors import IncentiveError, PluginError, RecipeError, StopRun
+from incentive.errors import IncentiveError, PluginError, RecipeError, RecipeWarning, StopRun
 from incentive.evaluation import Evaluator
 from incentive.metrics import MetricsFile, equality
 from incentive.plugin_manager import Hooks
 from incentive.ppo import PPO, Batch, compute_gae
 from incentive.recipe import EnvSpec, Recipe, closest, format_validation_error
-from incentive.sizes import check_sizes
+from incentive.sizes import check_sizes, episode_warnings
 from incentive.tasks import TaskState
 from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout, RunContext, StepBatch
 
@@ -132,6 +133,8 @@ class Training:
         # sizes are checked on a one-instance env before E instances and the buffers are allocated
         probe = make_env(recipe.env.model_copy(update={"num_envs": 1}), source=recipe.source)
         check_sizes(recipe, probe)
+        for message in episode_warnings(recipe, probe):
+            warnings.warn(message, RecipeWarning, stacklevel=2)
         self.env = probe if recipe.env.num_envs == 1 else make_env(recipe.env, source=recipe.source)
         self.agents = list(self.env.possible_agents)
         check_objectives(recipe, self.env, pm)
@@ -483,7 +486,7 @@ class Training:
             "train/iteration": iteration,
             "train/global_step": self.context.global_step,
             "train/episodes": 0 if finished is None else len(finished["reward"]),
-            "train/lr": self.learner.optimizer.param_groups[0]["lr"],
+            "train/lr": self.learner.optimizer.lr,
         }
         if finished is not None:
             reward = finished["reward"]

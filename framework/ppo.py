@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from incentive.adam import Adam
 from incentive.recipe import LearnerSpec
 
 __all__ = ["PPO", "GroupedLinear", "compute_gae", "masked_mean", "ppo_loss", "unique_rows"]
@@ -302,7 +303,7 @@ class PPO:
             hidden=list(config.hidden_sizes),
             generator=generator,
         )
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
+        self.optimizer = Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
         padded = torch.tensor(action_dims)[:, None] > torch.arange(self.num_actions)
         self.padding_mask = None if padded.all() else padded  # [A, n]
 
@@ -356,8 +357,7 @@ class PPO:
 
     def set_lr_fraction(self, fraction: float) -> None:
         """Scale the learning rate (linear annealing)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * fraction
+        self.optimizer.lr = self.config.lr * fraction
 
     def update(self, batch: Batch) -> dict[str, float]:
         """Epochs of minibatch PPO on one rollout; returns mean loss statistics."""
@@ -427,7 +427,7 @@ class PPO:
             vf_coef=cfg.vf_coef,
             ent_coef=cfg.ent_coef,
         )
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss.backward()
         stats["grad_norm"] = nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
         self.optimizer.step()

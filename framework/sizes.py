@@ -18,6 +18,15 @@ memory of the run's big pieces, in bytes:
 It refuses, naming the fields and the estimate, when the total exceeds the
 memory available now (`MemAvailable` of /proc/meminfo; unchecked where that
 is unknown), and when `learner.minibatches` exceeds the batch T x E x A.
+
+`episode_warnings` says when the rollout is shorter than the env's episode
+(`learner.rollout_steps` < its `episode_length` or `max_steps` param): no
+episode can finish within one iteration, and designer metrics, which are
+measured on finished episodes, appear only in the iterations where episodes
+end (every ceil(horizon / T) iterations when all instances run in step), or
+never, when the whole run is shorter than one episode. Such recipes are
+legal (an episode simply spans iterations, its values bootstrapped), so
+this warns instead of refusing.
 """
 
 from __future__ import annotations
@@ -32,7 +41,17 @@ from incentive.envs.base import BatchedEnv
 from incentive.errors import RecipeError
 from incentive.recipe import Recipe
 
-__all__ = ["SizeEstimate", "available_memory", "check_sizes", "estimate_sizes"]
+__all__ = [
+    "HORIZON_FIELDS",
+    "SizeEstimate",
+    "available_memory",
+    "check_sizes",
+    "episode_warnings",
+    "estimate_sizes",
+]
+
+HORIZON_FIELDS = ("episode_length", "max_steps")
+"""Env params that fix (or bound) an episode's length, in the built-in envs."""
 
 
 @dataclass(frozen=True)
@@ -149,3 +168,38 @@ def check_sizes(recipe: Recipe, probe: BatchedEnv, *, available: int | None = No
             f"(learner.minibatches {cfg.minibatches}). Lower these fields."
         )
     return estimate
+
+
+def episode_warnings(recipe: Recipe, probe: BatchedEnv) -> list[str]:
+    """Warnings, naming the fields, when a rollout or the whole run is shorter than one episode.
+
+    Args:
+        recipe: the validated recipe.
+        probe: `recipe.env` built with one instance (its validated params give the horizon).
+
+    Returns:
+        One message per problem found (none when the env has no horizon param).
+
+    """
+    found = [(name, getattr(probe.params, name, None)) for name in HORIZON_FIELDS]
+    found = [(name, value) for name, value in found if isinstance(value, int) and value > 0]
+    if not found:
+        return []
+    name, horizon = found[0]
+    steps = recipe.learner.rollout_steps
+    if steps >= horizon:
+        return []
+    field = f"env.params.{name}"
+    iterations = math.ceil(recipe.train.total_steps / (steps * recipe.env.num_envs))
+    if iterations * steps < horizon:
+        return [
+            f"{recipe.source}: the run is shorter than one episode: {iterations} iteration(s) of "
+            f"learner.rollout_steps {steps} = {iterations * steps} steps per env, and {field} is {horizon}. "
+            "No episode may finish, so no designer metric will be measured; raise train.total_steps."
+        ]
+    return [
+        f"{recipe.source}: learner.rollout_steps {steps} is shorter than one episode ({field} {horizon}): "
+        f"no episode finishes within an iteration, so designer metrics appear only in iterations where "
+        f"episodes end (about every {math.ceil(horizon / steps)} iterations when the instances run in step). "
+        f"Set learner.rollout_steps to at least {horizon} to measure them every iteration."
+    ]

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import struct
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -127,6 +128,7 @@ class WandbLogger:
         self.pending: list[tuple[int, dict[str, float]]] = []  # rows no checkpoint covers yet
         self.checkpointed: int | None = None  # iteration of the last checkpoint asked for
         self.covered = 0  # rows up to here are covered by a checkpoint that was written
+        self.starting: threading.Thread | None = None  # the background `wandb.init`, until joined
 
     def _give_up(self, what: str) -> None:
         if self.error_file is not None:
@@ -136,9 +138,18 @@ class WandbLogger:
 
     @hookimpl
     def incentive_setup(self, run) -> None:
-        """Start the W&B run (resuming it when the training run is resumed)."""
+        """Start the W&B run (resuming it when the training run is resumed) in the background.
+
+        Importing W&B and starting its service takes seconds; training need
+        not wait for it, since rows reach W&B only once a checkpoint covers
+        them. Every use of the W&B run first waits for the start to finish.
+        """
         self.error_file = run.run_dir / "wandb-error.txt"
         os.environ.setdefault("WANDB_SILENT", "true")
+        self.starting = threading.Thread(target=self._start, args=(run,), name="wandb-start", daemon=True)
+        self.starting.start()
+
+    def _start(self, run) -> None:
         try:
             import wandb
 
@@ -163,10 +174,19 @@ class WandbLogger:
         except Exception:  # W&B must never stop a run
             self._give_up("start")
 
+    def _started(self) -> None:
+        """Wait for the background start (a no-op once it has finished)."""
+        if self.starting is not None:
+            self.starting.join()
+            self.starting = None
+
     def _flush(self, through: int) -> None:
         """Log the held-back rows up to iteration `through`, in order."""
         ready = [(step, row) for step, row in self.pending if step <= through]
         self.pending = [(step, row) for step, row in self.pending if step > through]
+        if not ready:
+            return
+        self._started()
         if self.wandb_run is None:
             return
         try:
@@ -194,6 +214,7 @@ class WandbLogger:
         """On `--resume`: log the covered rows that earlier sessions did not hand to W&B."""
         covered = int(state["iteration"])
         self.covered = self.checkpointed = covered
+        self._started()
         if self.wandb_run is None:
             return
         try:
@@ -221,6 +242,7 @@ class WandbLogger:
         else:
             self._flush(self.covered)
         self.pending = []
+        self._started()
         if self.wandb_run is None:
             return
         try:
