@@ -30,7 +30,9 @@ ARMS = {
 
 def main() -> None:
     torch.set_num_threads(1)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default="connect_four")
     parser.add_argument("--envs", type=int, default=1024)
     parser.add_argument("--iterations", type=int, default=24)
@@ -54,7 +56,9 @@ def main() -> None:
         run_dir, _ = start_run(load_recipe(recipe, overrides), run_id=label.split()[0])
         lines = [json.loads(line) for line in (run_dir / "perf.jsonl").read_text().splitlines()]
         rates[label] = statistics.median(line["perf/steps_per_s"] for line in lines[len(lines) // 2 :])
-        print(f"{label:40s} {rates[label]:12,.0f} steps/s (median of the last {len(lines) - len(lines) // 2})")
+        print(
+            f"{label:40s} {rates[label]:12,.0f} steps/s (median of the last {len(lines) - len(lines) // 2})"
+        )
     base, pop = rates.values()
     print(f"self-play / population = {base / pop:.2f}x (issue's bound: at most 1.5x)")
 

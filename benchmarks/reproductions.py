@@ -206,7 +206,13 @@ def table(experiment: Experiment, results: list[ArmResult]) -> str:
     for result, row in zip(results, rows, strict=True):
         cells = [str(row["cells"][m]) if row["cells"][m] is not None else "-" for m in metrics]
         last_step = max(run.lines[-1]["train/global_step"] for run in result.runs.runs)
-        line = [row["label"], str(row["runs"]), *cells, f"{last_step:,}", f"{statistics.fmean(result.walls):.1f}"]
+        line = [
+            row["label"],
+            str(row["runs"]),
+            *cells,
+            f"{last_step:,}",
+            f"{statistics.fmean(result.walls):.1f}",
+        ]
         if experiment.threshold:
             line.append(", ".join(f"{c[0]:,} ({c[1]:.0f}s)" if c else "never" for c in result.crossings))
         body.append(line)

@@ -90,7 +90,16 @@ def payment(args) -> None:
 
 def structure(args) -> None:
     study, wall, study_dir = search(
-        "search_cleanup_structure.yaml", "structure", "--workers", str(args.workers)
+        "search_cleanup_structure.yaml",
+        "structure",
+        "--workers",
+        str(args.workers),
+        "--trials",
+        str(args.structure_trials),
+        "--verify",
+        "2",
+        "--set",
+        f"search.repeats={args.repeats}",
     )
     table(study, study_dir)
     print(f"wall {wall:.0f} s")
@@ -158,6 +167,8 @@ def main() -> None:
     parser.add_argument("experiment", choices=["payment", "structure", "pruning", "throughput"], nargs="+")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--trials", type=int, default=12, help="throughput: trials per run")
+    parser.add_argument("--structure-trials", type=int, default=24, help="structure: the study's budget")
+    parser.add_argument("--repeats", type=int, default=2, help="structure: seeds per design")
     args = parser.parse_args()
     for name in args.experiment:
         print(f"== {name}", flush=True)

@@ -57,12 +57,21 @@ def measure(recipe: Path, metric: str, threshold: float, overrides: list[str], t
         script = Path(sys.executable).parent / "incentive"  # the console script a user types
         launcher = [str(script)] if script.exists() else [sys.executable, "-m", "incentive.cli"]
         command = [
-            *launcher, "run", str(recipe), "--quiet", "--run-id", "timed",
-            "--set", f"log.dir={log_dir}", *[arg for o in overrides for arg in ("--set", o)],
+            *launcher,
+            "run",
+            str(recipe),
+            "--quiet",
+            "--run-id",
+            "timed",
+            "--set",
+            f"log.dir={log_dir}",
+            *[arg for o in overrides for arg in ("--set", o)],
         ]
         env = {**os.environ, "WANDB_SILENT": "true"}
         launched = time.perf_counter()
-        child = subprocess.Popen(command, cwd=log_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        child = subprocess.Popen(
+            command, cwd=log_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         name = recipe.stem
         try:
             import yaml
@@ -98,7 +107,9 @@ def measure(recipe: Path, metric: str, threshold: float, overrides: list[str], t
     wall, line = crossing
     iteration = int(line["train/iteration"])
     perf_by_iter = {int(p["train/iteration"]): p for p in perf}
-    own = [perf_by_iter[i]["perf/rollout_s"] + perf_by_iter[i]["perf/update_s"] for i in range(1, iteration + 1)]
+    own = [
+        perf_by_iter[i]["perf/rollout_s"] + perf_by_iter[i]["perf/update_s"] for i in range(1, iteration + 1)
+    ]
     rollout = sum(perf_by_iter[i]["perf/rollout_s"] for i in range(1, iteration + 1))
     first_seen = seen[0][0]
     startup = first_seen - own[0]
@@ -123,7 +134,9 @@ def main() -> None:
     parser.add_argument("--metric", default="designer/own_coin_rate")
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
-    parser.add_argument("--repeats", type=int, default=1, help="independent launches (timings vary with load)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="independent launches (timings vary with load)"
+    )
     parser.add_argument("--timeout", type=float, default=110.0, help="seconds before a launch is abandoned")
     args = parser.parse_args()
     for repeat in range(args.repeats):

@@ -35,7 +35,6 @@ __all__ = [
 PLUGIN_GROUP = "incentive.plugins"
 
 
-
 @dataclass(frozen=True)
 class PluginInfo:
     """A plugin as discovered: its entry-point name, import path and distribution."""

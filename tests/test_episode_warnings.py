@@ -20,8 +20,12 @@ def _warnings(write_recipe, **changes) -> list[str]:
 
 def test_rollout_shorter_than_episode_names_both_fields(write_recipe):
     # IPD episodes of 20 steps, T = 8: an episode ends every ceil(20 / 8) = 3 iterations
-    found = _warnings(write_recipe, env__params={"episode_length": 20}, learner__rollout_steps=8,
-                      train__total_steps=8 * 8 * 10)
+    found = _warnings(
+        write_recipe,
+        env__params={"episode_length": 20},
+        learner__rollout_steps=8,
+        train__total_steps=8 * 8 * 10,
+    )
     assert len(found) == 1
     assert "learner.rollout_steps 8" in found[0] and "env.params.episode_length 20" in found[0]
     assert "every 3 iterations" in found[0]
@@ -41,14 +45,19 @@ def test_run_shorter_than_an_episode_says_no_designer_metric(write_recipe):
 
 
 def test_max_steps_horizon_is_read_too(write_recipe):
-    found = _warnings(write_recipe, env={"id": "escape_room", "num_envs": 8, "params": {"max_steps": 40}},
-                      objective={"metric": "collective_return"}, train__total_steps=8 * 16 * 10)
+    found = _warnings(
+        write_recipe,
+        env={"id": "escape_room", "num_envs": 8, "params": {"max_steps": 40}},
+        objective={"metric": "collective_return"},
+        train__total_steps=8 * 16 * 10,
+    )
     assert len(found) == 1 and "env.params.max_steps 40" in found[0]
 
 
 def test_env_without_a_horizon_param_is_silent(write_recipe):
-    found = _warnings(write_recipe, env={"id": "connect_four", "num_envs": 8},
-                      objective={"metric": "first_player_win_rate"})
+    found = _warnings(
+        write_recipe, env={"id": "connect_four", "num_envs": 8}, objective={"metric": "first_player_win_rate"}
+    )
     assert found == []
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import optuna
+import pytest
 
 from incentive.cli import main
 from incentive.recipe import load_recipe, option_label
@@ -34,9 +33,10 @@ def test_recipe_trains_two_iterations(path, tmp_path):
         path, [f"log.dir={tmp_path}", "log.wandb.mode=disabled", f"train.total_steps={steps}"]
     )
     if recipe.structure_choices:  # a search recipe: train its first design of every one_of group
-        first = {recipe.incentives[i].name or f"incentives.{i}": "none" for i in recipe.structure_choices}
+        first = {}
         for i in recipe.structure_choices:
-            first[recipe.incentives[i].name or f"incentives.{i}"] = option_label(recipe.incentives[i].one_of[0])
+            group = recipe.incentives[i]
+            first[group.name or f"incentives.{i}"] = option_label(group.one_of[0])
         design = {**first, **_lows(recipe)}
         recipe = trial_recipe(optuna.trial.FixedTrial(design), recipe)
     run_dir, metrics = start_run(recipe, run_id="smoke")
