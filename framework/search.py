@@ -694,7 +694,10 @@ def run_study(
     if monitor is not None:
         monitor(study, budget, events)
     if settings.verify > 0:
-        result.verified = verify_designs(recipe, settings, study, monitor=monitor, budget=budget)
+        try:
+            result.verified = verify_designs(recipe, settings, study, monitor=monitor, budget=budget)
+        except KeyboardInterrupt:  # designs verified so far are kept in the study; the rest run on resume
+            result.interrupted = True
     return result
 
 
