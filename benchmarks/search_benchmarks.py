@@ -2,7 +2,7 @@
 
     python benchmarks/search_benchmarks.py payment     # TPE over the Cleanup 7x7 cleaning payment c
     python benchmarks/search_benchmarks.py structure   # none / sharing / inequity aversion / payment
-    python benchmarks/search_benchmarks.py pruning     # median pruner vs none: env steps to the same best
+    python benchmarks/search_benchmarks.py pruning     # median pruner vs none on the quickstart search
     python benchmarks/search_benchmarks.py throughput  # trials/hour with 1 and 2 workers; storage share
 
 Each experiment runs the real command (`incentive search ...`, W&B disabled to
@@ -106,23 +106,23 @@ def structure(args) -> None:
 
 
 def pruning(args) -> None:
+    """The quickstart search (IPD, s and lr) with and without the median pruner: env steps to the same best."""
     results = {}
     for pruner in ("none", "median"):
+        params = "{n_startup_trials: 4, n_warmup_steps: 5}" if pruner == "median" else "{}"
         study, wall, study_dir = search(
-            "search_cleanup_payment.yaml",
+            "quickstart_search.yaml",
             f"pruning-{pruner}",
             "--workers",
             str(args.workers),
             "--verify",
             "0",
+            "--trials",
+            "16",
             "--set",
             f"search.pruner={pruner}",
             "--set",
-            "search.pruner_params={n_startup_trials: 4, n_warmup_steps: 30}"
-            if pruner == "median"
-            else "search.pruner_params={}",
-            "--set",
-            "search.trials=16",
+            f"search.pruner_params={params}",
         )
         trials = counted(study)
         steps = sum(t.user_attrs.get("env_steps", 0) for t in trials)
@@ -130,8 +130,8 @@ def pruning(args) -> None:
         pruned = sum(t.state.name == "PRUNED" for t in trials)
         results[pruner] = steps
         print(
-            f"pruner {pruner:6}: best trial {best.number} c = {best.params['incentives.0.params.contracts.0.amount']:.3f} "
-            f"value {best.values[0]:.2f}; {pruned} pruned; env steps in total {steps:,}; wall {wall:.0f} s"
+            f"pruner {pruner:6}: best trial {best.number} s = {best.params['incentives.0.params.s']:.3f} "
+            f"value {best.values[0]:.3f}; {pruned} pruned; env steps in total {steps:,}; wall {wall:.0f} s"
         )
     print(f"median pruner used {1 - results['median'] / results['none']:.0%} fewer env steps")
 
