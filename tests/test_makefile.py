@@ -16,9 +16,21 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
+def outside_make() -> dict[str, str]:
+    """The environment without what a calling make passes down (CI runs pytest inside `make test`)."""
+    return {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
+    }
+
+
 def dry_run(folder: Path, target: str) -> str:
     out = subprocess.run(
-        ["make", "--dry-run", target], cwd=folder, capture_output=True, text=True, check=True
+        ["make", "--dry-run", "--no-print-directory", target],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=outside_make(),
     )
     # the PostgreSQL check runs on every `make test` (it installs nothing when the binaries are there)
     return "\n".join(line for line in out.stdout.splitlines() if "need-postgresql" not in line) + "\n"
@@ -76,5 +88,11 @@ def test_ci_runs_make_test():
 
 
 def test_make_test_checks_for_postgresql_first():
-    lines = subprocess.run(["make", "--dry-run", "test"], cwd=ROOT, capture_output=True, text=True).stdout
+    lines = subprocess.run(
+        ["make", "--dry-run", "--no-print-directory", "test"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=outside_make(),
+    ).stdout
     assert "sh .ci/need-postgresql" in lines.splitlines()[-2]
