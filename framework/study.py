@@ -89,7 +89,10 @@ def make_storage(
     if url is None or "://" not in url:
         path = Path(url) if url is not None else study_dir / JOURNAL
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        try:
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        except ValueError as exc:  # JSONDecodeError: not an Optuna journal
+            raise IncentiveError(f"{path}: not an Optuna journal file ({exc}); nothing was changed") from None
     if not _is_postgres(url):
         raise IncentiveError(
             f"--storage {storage_label(url)}: unsupported storage; use a PostgreSQL URL "
