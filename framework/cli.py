@@ -149,7 +149,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     announcer = RunAnnouncer(console)
     extra: list[tuple[str, Any]] = [("announce", announcer)]
     if not args.quiet:
-        extra.append(("progress", ProgressBar(console, recipe.objectives[0].metric, steps, description)))
+        extra.append(
+            ("progress", ProgressBar(console, recipe.metric_objectives[0].metric, steps, description))
+        )
     try:
         if args.resume:
             metrics = resume_run(run_dir, extra_plugins=extra)
@@ -346,7 +348,7 @@ class StudyView:
         self.console = console
         self.recipe = recipe
         self.settings = settings
-        self.names = [o.metric.removeprefix("designer/") for o in recipe.objectives]
+        self.names = [o.name for o in recipe.objectives]
         self.signs = [1 if o.direction == "maximize" else -1 for o in recipe.objectives]
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -477,7 +479,7 @@ def _cmd_study_show(args: argparse.Namespace, console: Console) -> int:
     recipe = validate_recipe(data, source=f"study {name}")
     budget = Budget(int(study.user_attrs.get("budget", 10**9)))
     rows = design_rows(study, recipe, budget)
-    names_ = [o.metric.removeprefix("designer/") for o in recipe.objectives]
+    names_ = [o.name for o in recipe.objectives]
     signs = [1 if o.direction == "maximize" else -1 for o in recipe.objectives]
     console.print(_study_table(rows, names_, signs, title=f"study {name} ({shown})"))
     return 0

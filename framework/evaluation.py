@@ -75,6 +75,8 @@ class Evaluator:
                 "levels to evaluate on (set env.params.levels.test, e.g. '10000-10099', or evaluate.every: 0)"
             )
         for index, objective in enumerate(recipe.objectives):
+            if objective.metric is None:
+                continue  # a searched parameter
             if objective.metric.removeprefix("designer/").startswith("test/") and spec.every == 0:
                 where = "objective" if not isinstance(recipe.objective, list) else f"objective.{index}"
                 raise RecipeError(

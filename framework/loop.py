@@ -30,7 +30,7 @@ from incentive.sizes import check_sizes, episode_warnings
 from incentive.tasks import TaskState
 from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout, RunContext, StepBatch
 
-__all__ = ["Training", "check_objectives", "make_env", "standard_metric_names"]
+__all__ = ["Training", "check_objectives", "designer_metric_names", "make_env", "standard_metric_names"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -73,14 +73,20 @@ def _env_class_and_params(spec: EnvSpec, *, source: str, where: str) -> tuple[ty
     return cls, params
 
 
-def check_objectives(recipe: Recipe, env: BatchedEnv, pm: pluggy.PluginManager) -> None:
-    """Every objective must name a designer metric the env or a plugin reports."""
+def designer_metric_names(env: BatchedEnv, pm: pluggy.PluginManager) -> list[str]:
+    """Designer metrics (without `designer/`) that the env and the run's plugins report."""
     known = standard_metric_names(env)
     for plugin in pm.get_plugins():
         known += list(getattr(plugin, "designer_metrics", ()))
+    return known
+
+
+def check_objectives(recipe: Recipe, env: BatchedEnv, pm: pluggy.PluginManager) -> None:
+    """Every metric objective must name a designer metric the env or a plugin reports."""
+    known = designer_metric_names(env, pm)
     for index, objective in enumerate(recipe.objectives):
-        name = objective.metric.removeprefix("designer/")
-        if name not in known:
+        name = objective.name
+        if objective.metric is not None and name not in known:
             where = "objective" if not isinstance(recipe.objective, list) else f"objective.{index}"
             raise RecipeError(
                 f"{recipe.source}: field '{where}.metric': unknown designer metric "

@@ -726,8 +726,8 @@ class PopulationSampler:
         """An objective on a population designer metric needs evaluations, and poker for exploitability."""
         recipe = run.recipe
         for index, objective in enumerate(recipe.objectives):
-            metric = objective.metric.removeprefix("designer/")
-            if metric not in self.designer_metrics:
+            metric = objective.name
+            if objective.metric is None or metric not in self.designer_metrics:
                 continue
             where = "objective" if not isinstance(recipe.objective, list) else f"objective.{index}"
             if self.params.evaluate_every == 0:

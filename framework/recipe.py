@@ -258,9 +258,23 @@ class OpponentsSpec(PluginSpec):
 
 
 class Objective(Strict):
-    """A designer metric and which way is better."""
+    """What the designer wants, and which way is better: a designer metric, or a searched parameter.
 
-    metric: str = Field(description="Designer metric, e.g. `collective_return` (`designer/...`).")
+    A `param` objective scores a design by one of its own searched numbers
+    (for example the sharing weight s, to minimise: how much incentive a
+    design needs); it only means something to `incentive search`, which reads
+    it from the trial's parameters. An incentive switched off in a trial has
+    no parameter and scores 0 there (no incentive, no cost).
+    """
+
+    metric: str | None = Field(
+        None, description="Designer metric, e.g. `collective_return` (`designer/...`)."
+    )
+    param: str | None = Field(
+        None,
+        description="A searched parameter as named in the study (a `search.space` path such as "
+        "`incentives.0.params.s`, or `<entry>.<param>`); search only.",
+    )
     direction: Literal["maximize", "minimize"] = Field(
         "maximize", description="Whether larger or smaller is better."
     )
@@ -270,6 +284,19 @@ class Objective(Strict):
         le=1,
         description="A run's score is the mean of the metric over this last fraction of its iterations.",
     )
+
+    @model_validator(mode="after")
+    def _metric_or_param(self) -> Objective:
+        if (self.metric is None) == (self.param is None):
+            raise ValueError(
+                "give exactly one of `metric` (a designer metric) or `param` (a searched parameter)"
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        """How tables and the study call it: the metric without `designer/`, or the parameter."""
+        return self.metric.removeprefix("designer/") if self.metric is not None else str(self.param)
 
 
 class TrainSpec(Strict):
@@ -439,8 +466,23 @@ class Recipe(Strict):
 
     @property
     def objectives(self) -> list[Objective]:
-        """The objective(s) as a list."""
+        """The objective(s) as a list (metrics and searched parameters, as `incentive search` sees them)."""
         return self.objective if isinstance(self.objective, list) else [self.objective]
+
+    @property
+    def metric_objectives(self) -> list[Objective]:
+        """The objectives a run measures (designer metrics; `param` objectives are the search's)."""
+        return [o for o in self.objectives if o.metric is not None]
+
+    @model_validator(mode="after")
+    def _a_metric_objective(self) -> Recipe:
+        if not self.metric_objectives:
+            raise ValueError(
+                "objective: at least one objective must be a designer `metric`; a `param` objective only "
+                "adds a cost to a metric (e.g. `[{metric: own_coin_rate}, {param: incentives.0.params.s, "
+                "direction: minimize}]`)"
+            )
+        return self
 
     def plugin_specs(self) -> list[tuple[str, PluginSpec]]:
         """Every plugin instance of the recipe with its unique name in the run."""

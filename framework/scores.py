@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 
 from incentive.errors import IncentiveError
-from incentive.recipe import Constraint
+from incentive.recipe import Constraint, Objective
 
-__all__ = ["constraint_value", "metric_key", "run_score"]
+__all__ = ["constraint_value", "metric_key", "objective_values", "run_score"]
 
 PREFIXES = ("designer/", "incentive/", "losses/", "train/", "population/", "curriculum/")
 
@@ -60,18 +60,43 @@ def run_score(
     return sum(window) / len(window)
 
 
-def constraint_value(rows: Sequence[dict], constraint: Constraint, last_fraction: float) -> float:
+def objective_values(objectives: Sequence[Objective], rows: Sequence[dict], params: dict) -> list[float]:
+    """A run's value of each objective: the run's score of a metric, or the design's searched parameter.
+
+    A `param` objective the design did not sample (its incentive is off)
+    is 0: no incentive, no cost.
+    """
+    return [
+        run_score(rows, o.metric, o.last_fraction)
+        if o.metric is not None
+        else float(params.get(o.param, 0.0))
+        for o in objectives
+    ]
+
+
+def constraint_value(
+    rows: Sequence[dict], constraint: Constraint, last_fraction: float, *, off: frozenset[str] = frozenset()
+) -> float:
     """Optuna's constraint value of a run (feasible when <= 0).
 
     x = score(metric), divided by |score(relative_to)| when given; then
     x - at_most, or at_least - x. A zero denominator makes any positive
-    numerator infeasible (+inf) and zero feasible.
+    numerator infeasible (+inf) and zero feasible. A metric
+    `incentive/<plugin>/...` of a plugin in `off` (switched off in this
+    design, so it never reports) is 0: an incentive that is off costs nothing.
     """
-    x = run_score(rows, constraint.metric, last_fraction)
+    x = _score_or_off(rows, constraint.metric, last_fraction, off)
     if constraint.relative_to is not None:
-        denominator = abs(run_score(rows, constraint.relative_to, last_fraction))
+        denominator = abs(_score_or_off(rows, constraint.relative_to, last_fraction, off))
         if denominator == 0:
             x = 0.0 if x == 0 else math.copysign(math.inf, x)
         else:
             x = x / denominator
     return x - constraint.at_most if constraint.at_most is not None else constraint.at_least - x
+
+
+def _score_or_off(rows: Sequence[dict], name: str, last_fraction: float, off: frozenset[str]) -> float:
+    parts = metric_key(name).split("/")
+    if parts[0] == "incentive" and len(parts) > 2 and parts[1] in off:
+        return 0.0
+    return run_score(rows, name, last_fraction)

@@ -31,7 +31,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from incentive import hookimpl
 from incentive.errors import IncentiveError, RecipeError, StopRun
-from incentive.recipe import Recipe, validate_recipe
-from incentive.scores import constraint_value, run_score
-from incentive.search_space import check_search, trial_recipe
+from incentive.recipe import PluginSpec, Recipe, closest, validate_recipe
+from incentive.scores import constraint_value, metric_key, objective_values, run_score
+from incentive.search_space import check_search, searched_params, structure_labels, trial_recipe
 from incentive.study import (
     Budget,
     StudyConfig,
@@ -394,12 +394,13 @@ def _objective(
             trial.set_user_attr("recipe", json.dumps(recipe.model_dump(mode="json")))
             seeds = design_seeds(base, 0, repeats)
             scores: list[list[float]] = []
+            constraints: list[dict[str, float]] = []
             env_steps = 0
             num_iterations = None
             for r, seed in enumerate(seeds):
                 reporter = TrialReporter(
                     trial,
-                    objective=objectives[0].metric,
+                    objective=objectives[0].name,
                     last_fraction=objectives[0].last_fraction,
                     step_offset=r * (num_iterations or 0),
                     prune=report_iterations,
@@ -415,15 +416,15 @@ def _objective(
                 trial.set_user_attr("env_steps", env_steps)
                 if status == "pruned":
                     raise optuna.TrialPruned(f"seed {seed}")
-                scores.append([run_score(rows, o.metric, o.last_fraction) for o in objectives])
-                if base.search.constraints and r == len(seeds) - 1:
-                    _set_constraints(trial, base, rows)
+                scores.append(objective_values(objectives, rows, trial.params))
+                constraints.append(_constraint_values(base, recipe, rows))
                 if not report_iterations and len(objectives) == 1:  # wilcoxon: one report per seed
                     trial.report(scores[-1][0], r)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"after seed {seed}")
             means = [sum(s[i] for s in scores) / len(scores) for i in range(len(objectives))]
             started = time.perf_counter()
+            _set_constraints(trial, constraints)
             trial.set_user_attr("seeds", seeds)
             trial.set_user_attr("per_seed", scores)
             trial.set_user_attr("std", [_std([s[i] for s in scores]) for i in range(len(objectives))])
@@ -449,12 +450,24 @@ def _std(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _set_constraints(trial: optuna.Trial, recipe: Recipe, rows: list[dict]) -> None:
-    values = {}
-    for index, constraint in enumerate(recipe.search.constraints):
-        value = constraint_value(rows, constraint, recipe.objectives[0].last_fraction)
-        trial.set_constraint(f"c{index}", value)
-        values[f"c{index}"] = value
+def _constraint_values(base: Recipe, chosen: Recipe, rows: list[dict]) -> dict[str, float]:
+    """One run's value of each constraint (feasible when <= 0); plugins off in this design cost 0."""
+    on = {name for name, _ in chosen.plugin_specs()}
+    off = frozenset(label for label in structure_labels(base) if label not in on)
+    fraction = base.objectives[0].last_fraction
+    return {
+        f"c{index}": constraint_value(rows, constraint, fraction, off=off)
+        for index, constraint in enumerate(base.search.constraints)
+    }
+
+
+def _set_constraints(trial: optuna.Trial, per_seed: list[dict[str, float]]) -> None:
+    """The design's constraints: each the mean over its seeds (as its objectives are)."""
+    if not per_seed or not per_seed[0]:
+        return
+    values = {key: sum(seed[key] for seed in per_seed) / len(per_seed) for key in per_seed[0]}
+    for key, value in values.items():
+        trial.set_constraint(key, value)
     trial.set_user_attr("constraints", values)
 
 
@@ -547,7 +560,7 @@ def validate_search(recipe: Recipe) -> None:
         RecipeError: naming the field.
 
     """
-    from incentive.loop import check_objectives, make_env
+    from incentive.loop import check_objectives, designer_metric_names, make_env
     from incentive.plugin_manager import make_plugin_manager
 
     if recipe.search is None:
@@ -560,10 +573,57 @@ def validate_search(recipe: Recipe) -> None:
         )
         env = make_env(chosen.env.model_copy(update={"num_envs": 1}), source=chosen.source)
         check_objectives(chosen, env, pm)
+        known = designer_metric_names(env, pm)
+        for index, constraint in enumerate(recipe.search.constraints):
+            for key, name in (("metric", constraint.metric), ("relative_to", constraint.relative_to)):
+                if name is not None and metric_key(name).startswith("designer/"):
+                    short = metric_key(name).removeprefix("designer/")
+                    if short not in known:
+                        raise RecipeError(
+                            f"{recipe.source}: field 'search.constraints.{index}.{key}': unknown designer "
+                            f"metric {name!r} for env {chosen.env.id!r}.{closest(short, known)}"
+                        )
 
+    _check_param_objectives(recipe)
+    _check_constraint_plugins(recipe)
     check_search(recipe, build)
     make_pruner(recipe)
     make_sampler(recipe, seed=recipe.seed)
+
+
+def _check_param_objectives(recipe: Recipe) -> None:
+    """A `param` objective must name a parameter the study samples, and a numeric one."""
+    searched = searched_params(recipe)
+    for index, objective in enumerate(recipe.objectives):
+        if objective.param is None:
+            continue
+        where = "objective" if not isinstance(recipe.objective, list) else f"objective.{index}"
+        if objective.param not in searched:
+            raise RecipeError(
+                f"{recipe.source}: field '{where}.param': {objective.param!r} is not a searched parameter."
+                f"{closest(objective.param, list(searched))} Searched: {', '.join(searched) or 'none'}."
+            )
+        choices = searched[objective.param].choices
+        if choices is not None and not all(isinstance(c, int | float) for c in choices):
+            raise RecipeError(
+                f"{recipe.source}: field '{where}.param': {objective.param!r} takes non-numeric choices "
+                f"{choices}; an objective needs a number"
+            )
+
+
+def _check_constraint_plugins(recipe: Recipe) -> None:
+    """A constraint on `incentive/<plugin>/...` must name a plugin of the recipe."""
+    plugins = {"return", *structure_labels(recipe)}
+    plugins |= {entry.name or entry.plugin for entry in recipe.incentives if isinstance(entry, PluginSpec)}
+    for index, constraint in enumerate(recipe.search.constraints):
+        for key, name in (("metric", constraint.metric), ("relative_to", constraint.relative_to)):
+            parts = metric_key(name).split("/") if name is not None else []
+            if parts and parts[0] == "incentive" and (len(parts) < 3 or parts[1] not in plugins):
+                raise RecipeError(
+                    f"{recipe.source}: field 'search.constraints.{index}.{key}': {name!r} names no "
+                    f"incentive of this recipe; `incentive/<plugin>/<metric>` takes one of: "
+                    f"{', '.join(sorted(plugins - {'return'}))} (or `incentive/return/<agent>`)"
+                )
 
 
 def prepare_study(
@@ -739,14 +799,14 @@ def pareto_front(trials: list[FrozenTrial], signs: list[int]) -> list[FrozenTria
 
 
 def _verify_one(
-    recipe_data: dict, source: str, run_dir: str, metrics: list[tuple[str, float]], threads: int
+    recipe_data: dict, source: str, run_dir: str, objectives: list, params: dict, threads: int
 ) -> list[float]:
     import torch
 
     torch.set_num_threads(threads)
     recipe = validate_recipe(recipe_data, source=source)
     _, rows = train_design(recipe, Path(run_dir))
-    return [run_score(rows, metric, fraction) for metric, fraction in metrics]
+    return objective_values(objectives, rows, params)
 
 
 def verify_designs(
@@ -759,24 +819,28 @@ def verify_designs(
 ) -> dict[int, dict]:
     """Re-run the top `verify` designs on fresh seeds; results are kept in the study (`verified/<trial>`).
 
-    A design already verified (an earlier command on the same study) is not
-    run again; runs are deterministic, so a duplicate on another machine
-    would give the same numbers.
+    Each finished seed is stored at once (`verify/<trial>/<seed>`), so a
+    verification stopped half way (Ctrl-C, a lost machine) re-runs only the
+    seeds that had not finished; a design whose seeds are all in is
+    `verified/<trial>` and is not run again. Runs are deterministic, so a
+    duplicate on another machine would give the same numbers.
     """
     designs = ranked_designs(study, recipe, budget)[: settings.verify]
     repeats = recipe.search.repeats
     seeds = design_seeds(recipe, repeats, repeats)
-    metrics = [(o.metric, o.last_fraction) for o in recipe.objectives]
+    objectives = recipe.objectives
     threads = _threads_per_worker(recipe, settings.workers)
+    stored = study.user_attrs
     results: dict[int, dict] = {}
     todo = []
     for trial in designs:
-        stored = study.user_attrs.get(f"verified/{trial.number}")
-        if stored is not None:
-            results[trial.number] = stored
+        if f"verified/{trial.number}" in stored:
+            results[trial.number] = stored[f"verified/{trial.number}"]
             continue
         chosen = validate_recipe(json.loads(trial.user_attrs["recipe"]), source=f"trial {trial.number}")
         for seed in seeds:
+            if f"verify/{trial.number}/{seed}" in stored:
+                continue
             extra = {"trial": trial.number, "params": trial.params, "study": settings.study_name}
             seeded = _seed_recipe(
                 chosen, seed, settings.study_name, "verify", [f"trial-{trial.number}"], extra
@@ -786,29 +850,34 @@ def verify_designs(
                 import shutil
 
                 shutil.rmtree(run_dir)
-            todo.append((trial.number, seed, seeded, run_dir))
-    if not todo:
-        return results
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool:
-        futures = [
-            (
-                number,
-                seed,
+            todo.append((trial, seed, seeded, run_dir))
+    if todo:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool:
+            futures = {
                 pool.submit(
-                    _verify_one, seeded.model_dump(mode="json"), seeded.source, str(run_dir), metrics, threads
-                ),
-            )
-            for number, seed, seeded, run_dir in todo
-        ]
-        per_trial: dict[int, list[list[float]]] = {}
-        for number, _seed, future in futures:
-            per_trial.setdefault(number, []).append(future.result())
-            if monitor is not None:
-                monitor(study, budget, [f"verified trial {number}, seed {_seed}"])
-    for number, scores in per_trial.items():
-        values = [sum(s[i] for s in scores) / len(scores) for i in range(len(metrics))]
+                    _verify_one,
+                    seeded.model_dump(mode="json"),
+                    seeded.source,
+                    str(run_dir),
+                    objectives,
+                    trial.params,
+                    threads,
+                ): (trial.number, seed)
+                for trial, seed, seeded, run_dir in todo
+            }
+            for future in as_completed(futures):
+                number, seed = futures[future]
+                study.set_user_attr(f"verify/{number}/{seed}", future.result())
+                if monitor is not None:
+                    monitor(study, budget, [f"verified trial {number}, seed {seed}"])
+    stored = study.user_attrs
+    for trial in designs:
+        if trial.number in results:
+            continue
+        scores = [stored[f"verify/{trial.number}/{seed}"] for seed in seeds]
+        values = [sum(s[i] for s in scores) / len(scores) for i in range(len(objectives))]
         record = {"values": values, "seeds": seeds, "per_seed": scores}
-        study.set_user_attr(f"verified/{number}", record)
-        results[number] = record
+        study.set_user_attr(f"verified/{trial.number}", record)
+        results[trial.number] = record
     return results

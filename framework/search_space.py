@@ -42,7 +42,7 @@ from incentive.recipe import (
     validate_recipe,
 )
 
-__all__ = ["check_search", "structure_labels", "suggest", "trial_recipe"]
+__all__ = ["check_search", "searched_params", "structure_labels", "suggest", "trial_recipe"]
 
 _INCENTIVE_PATH = re.compile(r"incentives\.(\d+)(\.|$)")
 
@@ -66,6 +66,19 @@ def structure_labels(recipe: Recipe) -> list[str]:
         elif entry.optional or entry.search:
             labels.append(option_label(entry))
     return labels
+
+
+def searched_params(recipe: Recipe) -> dict[str, SearchParam]:
+    """Every numeric or categorical parameter a trial may sample, by its Optuna name (no `.on` switches)."""
+    params: dict[str, SearchParam] = {}
+    for entry in recipe.incentives:
+        options = entry.one_of if isinstance(entry, OneOfSpec) else [entry]
+        for option in options:
+            if option is not None:
+                params.update({f"{option_label(option)}.{name}": p for name, p in option.search.items()})
+    if recipe.search is not None:
+        params.update(recipe.search.space)
+    return params
 
 
 def _plain_entry(spec: PluginSpec, values: dict[str, Any]) -> dict[str, Any]:

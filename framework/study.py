@@ -136,7 +136,7 @@ class StudyConfig:
         return cls(
             name=name,
             directions=[o.direction for o in recipe.objectives],
-            objectives=[o.metric.removeprefix("designer/") for o in recipe.objectives],
+            objectives=[o.name for o in recipe.objectives],
             recipe_json=json.dumps(data, sort_keys=True),
         )
 

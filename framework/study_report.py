@@ -43,7 +43,7 @@ def design_rows(study: optuna.Study, recipe: Recipe, budget: Budget) -> list[dic
     """One row per counted trial, in trial order: the table, the CSV and `study show` read these."""
     trials = study.get_trials(deepcopy=False)
     verified = {k.split("/", 1)[1]: v for k, v in study.user_attrs.items() if k.startswith("verified/")}
-    names = [o.metric.removeprefix("designer/") for o in recipe.objectives]
+    names = [o.name for o in recipe.objectives]
     rows = []
     for t in budget.counted(trials):
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower()}
@@ -129,7 +129,7 @@ def _plots(study: optuna.Study, recipe: Recipe, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
-    names = [o.metric.removeprefix("designer/") for o in recipe.objectives]
+    names = [o.name for o in recipe.objectives]
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     notes = []
     plots: list[tuple[str, Any]] = []
@@ -208,7 +208,7 @@ def _wandb_summary(study, recipe, settings, rows, best, verified, imp) -> str | 
             settings=wandb.Settings(silent=True, console="off", quiet=True),
             reinit="create_new",
         )
-        names = [o.metric.removeprefix("designer/") for o in recipe.objectives]
+        names = [o.name for o in recipe.objectives]
         params = sorted({p for t in best for p in t.params})
         front = wandb.Table(columns=["trial", *names, *[f"verified {n}" for n in names], *params])
         for t in best:
@@ -240,7 +240,7 @@ def write_outputs(result) -> tuple[list[dict[str, Any]], list[FrozenTrial], list
     rows = design_rows(study, recipe, budget)
     _write_csv(out / "trials.csv", rows)
     best = best_designs(study, recipe, budget, result.verified)
-    names = [o.metric.removeprefix("designer/") for o in recipe.objectives]
+    names = [o.name for o in recipe.objectives]
     header = [f"study {settings.study_name!r} of {recipe.source}"]
     if len(names) == 1:
         if best:

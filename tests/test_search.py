@@ -112,6 +112,53 @@ def test_constraint_values():
     assert constraint_value(zero, Constraint(metric="a", relative_to="b", at_most=1.0), 1.0) == math.inf
 
 
+def test_objective_values_read_metrics_from_the_run_and_params_from_the_design():
+    from incentive.recipe import Objective
+    from incentive.scores import objective_values
+
+    data = [{"train/iteration": i, "designer/x": float(i)} for i in (1, 2)]
+    objectives = [
+        Objective(metric="x", last_fraction=1.0),
+        Objective(param="incentives.0.params.s", direction="minimize"),
+    ]
+    assert objective_values(objectives, data, {"incentives.0.params.s": 0.25}) == [1.5, 0.25]
+    assert objective_values(objectives, data, {}) == [1.5, 0.0]  # the incentive is off: no cost
+
+
+def test_a_constraint_on_a_plugin_that_is_off_costs_nothing():
+    data = [{"train/iteration": 1, "designer/collective_return": 40.0}]
+    paid = Constraint(metric="incentive/payments/paid", relative_to="collective_return", at_most=0.1)
+    assert constraint_value(data, paid, 1.0, off=frozenset({"payments"})) == pytest.approx(-0.1)
+    with pytest.raises(IncentiveError, match="never reported"):  # on, yet silent: a real error
+        constraint_value(data, paid, 1.0)
+
+
+def test_verification_reruns_only_the_seeds_that_had_not_finished(tmp_path):
+    from incentive.search import SearchSettings, design_seeds, verify_designs
+
+    recipe = validate_recipe(search_data(tmp_path / "runs", repeats=2, verify=1), source="v.yaml")
+    settings = SearchSettings.of(recipe, study="v", workers=1)
+    settings.study_dir = tmp_path / "study"
+    study = optuna.create_study(direction="maximize")
+    trial = create_trial(
+        value=1.0,
+        params={"incentives.0.params.s": 0.5},
+        distributions={"incentives.0.params.s": FloatDistribution(0, 1)},
+        user_attrs={"recipe": json.dumps(recipe.model_dump(mode="json") | {"search": None})},
+    )
+    study.add_trial(trial)
+    first, second = design_seeds(recipe, 2, 2)
+    study.set_user_attr(f"verify/0/{first}", [123.0])  # finished before an interruption
+    results = verify_designs(recipe, settings, study, budget=Budget(10))
+    runs = sorted(p.name for p in (settings.study_dir / "verify").iterdir())
+    assert runs == [f"0000-seed-{second}"]  # only the missing seed was trained
+    assert results[0]["per_seed"][0] == [123.0] and len(results[0]["per_seed"]) == 2
+    assert study.user_attrs["verified/0"]["values"][0] == pytest.approx(
+        (123.0 + results[0]["per_seed"][1][0]) / 2
+    )
+    assert verify_designs(recipe, settings, study, budget=Budget(10)) == results  # done: nothing re-runs
+
+
 def frozen(number, state=TrialState.COMPLETE, value=1.0, **system):
     trial = create_trial(
         state=state,
@@ -243,10 +290,34 @@ def test_structure_study_samples_conditional_params_only_for_chosen_plugins(tmp_
         ({"sampler": "grid"}, "grid sampler needs finite values"),
         ({"sampler_params": {"bogus": 1}}, "search.sampler_params"),
         ({"study_name": "../escape"}, "plain name"),
+        ({"constraints": [{"metric": "colective_return", "at_most": 1}]}, "search.constraints.0.metric"),
+        (
+            {"constraints": [{"metric": "x", "relative_to": "collective_return", "at_least": 0}]},
+            "search.constraints.0.metric",
+        ),
+        (
+            {"constraints": [{"metric": "collective_return", "relative_to": "nope", "at_most": 1}]},
+            "search.constraints.0.relative_to",
+        ),
+        (
+            {"constraints": [{"metric": "incentive/payments/paid", "at_most": 1}]},
+            "names no incentive of this recipe",
+        ),
+        (
+            {"constraints": [{"metric": "collective_return", "at_most": "nan"}]},
+            "search.constraints.0.at_most",
+        ),
+        ({"constraints": [{"metric": "collective_return"}]}, "exactly one of at_most or at_least"),
+        ({"objective": [{"metric": "collective_return"}, {"param": "learner.lr"}]}, "objective.1.param"),
+        ({"objective": {"param": "incentives.0.params.s"}}, "at least one objective must be a designer"),
+        ({"objective": {"metric": "collective_return", "param": "x"}}, "exactly one of `metric`"),
     ],
 )
 def test_bad_search_input_names_the_field(tmp_path, change, expected):
+    objective = change.pop("objective", None)
     data = search_data(tmp_path / "runs", **change)
+    if objective is not None:
+        data["objective"] = objective
     with pytest.raises(RecipeError, match=expected.replace("(", r"\(").replace(".", r"\.")):
         recipe = validate_recipe(data, source="bad.yaml")
         validate_search(recipe)
@@ -335,6 +406,7 @@ def test_multi_objective_pareto_designs_are_non_dominated_and_valid(tmp_path):
     data["objective"] = [
         {"metric": "collective_return"},
         {"metric": "mutual_cooperation", "direction": "minimize"},
+        {"param": "incentives.0.params.s", "direction": "minimize"},
     ]
     run_search(str(write(tmp_path, data)), "--workers", "1")
     out = study_dir(tmp_path)
@@ -343,11 +415,14 @@ def test_multi_objective_pareto_designs_are_non_dominated_and_valid(tmp_path):
     files = sorted((out / "pareto").glob("trial-*.yaml"))
     assert files
     numbers = {int(f.stem.split("-")[1]) for f in files}
+    signs = (1, -1, -1)
+    for t in complete:  # a param objective is the design's own value
+        assert t.values[2] == t.params["incentives.0.params.s"]
     for n in numbers:
         a = next(t for t in complete if t.number == n)
         for b in complete:
-            dominated = b.values[0] >= a.values[0] and b.values[1] <= a.values[1] and b.values != a.values
-            assert not dominated
+            at_least_as_good = all(s * x >= s * y for s, x, y in zip(signs, b.values, a.values, strict=True))
+            assert not (at_least_as_good and b.values != a.values)
         assert (
             subprocess.run([INCENTIVE, "validate", str(out / "pareto" / f"trial-{n}.yaml")]).returncode == 0
         )
