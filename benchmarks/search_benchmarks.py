@@ -2,8 +2,9 @@
 
     python benchmarks/search_benchmarks.py payment     # TPE over the Cleanup 7x7 cleaning payment c
     python benchmarks/search_benchmarks.py structure   # none / sharing / inequity aversion / payment
+    python benchmarks/search_benchmarks.py pareto      # NSGA-II: Coin Game own-coin rate vs sharing s
     python benchmarks/search_benchmarks.py pruning     # median pruner vs none on the quickstart search
-    python benchmarks/search_benchmarks.py throughput  # trials/hour with 1 and 2 workers; storage share
+    python benchmarks/search_benchmarks.py throughput  # trials/hour with 1 and 2 workers (Cleanup); storage share
 
 Each experiment runs the real command (`incentive search ...`, W&B disabled to
 time training, not logging) in a fresh log directory under
@@ -24,6 +25,7 @@ import optuna
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
+DOCS = ROOT / "docs"
 INCENTIVE = str(Path(sys.executable).parent / "incentive")
 
 
@@ -105,16 +107,35 @@ def structure(args) -> None:
     print(f"wall {wall:.0f} s")
 
 
+def pareto(args) -> None:
+    """NSGA-II over the Coin Game's sharing weight s: own-coin rate (max) against s (min)."""
+    study, wall, study_dir = search("search_coin_game_pareto.yaml", "pareto", "--workers", str(args.workers))
+    verified = {int(k.split("/")[1]): v for k, v in study.user_attrs.items() if k.startswith("verified/")}
+    trials = sorted((t for t in counted(study) if t.values), key=lambda t: t.params["incentives.0.params.s"])
+    front = {int(p.stem.split("-")[1]) for p in (study_dir / "pareto").glob("trial-*.yaml")}
+    print(f"{'trial':>5} | {'s':>6} | {'own-coin':>8} | {'verified':>8} | on the front")
+    for t in trials:
+        check = f"{verified[t.number]['values'][0]:8.3f}" if t.number in verified else " " * 8
+        mark = "*" if t.number in front else ""
+        print(f"{t.number:>5} | {t.values[1]:6.3f} | {t.values[0]:8.3f} | {check} | {mark}")
+    DOCS.mkdir(exist_ok=True)
+    shutil.copy(study_dir / "pareto.png", DOCS / "search_coin_game_pareto.png")
+    print(f"front plot copied to {DOCS / 'search_coin_game_pareto.png'}; wall {wall:.0f} s")
+
+
 def pruning(args) -> None:
-    """The quickstart search (IPD, s and lr) with and without the median pruner: env steps to the same best."""
+    """The quickstart search (IPD, s and lr) with and without the median pruner: env steps to the same best.
+
+    `--pruner-params` sets the median pruner's (default: 4 startup trials, 5 warm-up iterations).
+    """
     results = {}
     for pruner in ("none", "median"):
-        params = "{n_startup_trials: 4, n_warmup_steps: 5}" if pruner == "median" else "{}"
+        params = args.pruner_params if pruner == "median" else "{}"
         study, wall, study_dir = search(
             "quickstart_search.yaml",
             f"pruning-{pruner}",
             "--workers",
-            str(args.workers),
+            "1",  # one worker: the sampler's sequence, and so the env-step count, is reproducible
             "--verify",
             "0",
             "--trials",
@@ -137,10 +158,16 @@ def pruning(args) -> None:
 
 
 def throughput(args) -> None:
-    rates = {}
+    """Trials per hour with 1 and 2 workers on the payment search (Cleanup 7x7, one seed per trial).
+
+    Two rates: end to end (the command's wall time: start-up, validation and
+    the final report included) and steady state (trials finished between the
+    first trial's start and the last trial's end, what a long study sees).
+    """
+    rates: dict[int, tuple[float, float]] = {}
     for workers in (1, 2):
         study, wall, _ = search(
-            "quickstart_search.yaml",
+            args.throughput_recipe,
             f"throughput-{workers}",
             "--workers",
             str(workers),
@@ -148,25 +175,42 @@ def throughput(args) -> None:
             "0",
             "--set",
             f"search.trials={args.trials}",
+            "--set",
+            "search.repeats=1",
+            "--set",
+            "search.pruner=none",
         )
         trials = [t for t in counted(study) if t.state.is_finished()]
         busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
+        span = (
+            max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
+        ).total_seconds()
         storage = sum(t.user_attrs.get("storage_s", 0.0) for t in trials)
-        rates[workers] = len(trials) / wall * 3600
+        rates[workers] = (len(trials) / wall * 3600, len(trials) / span * 3600)
         print(
-            f"{workers} worker(s): {len(trials)} trials in {wall:.1f} s = {rates[workers]:.0f} trials/hour; "
+            f"{workers} worker(s): {len(trials)} trials; end to end {wall:.1f} s = {rates[workers][0]:.0f} "
+            f"trials/hour; steady state {span:.1f} s = {rates[workers][1]:.0f} trials/hour; "
             f"storage {storage:.2f} s of {busy:.1f} s in trials ({storage / busy:.2%})"
         )
-    print(f"speed-up with 2 workers: {rates[2] / rates[1]:.2f}x")
+    print(
+        f"speed-up with 2 workers: {rates[2][0] / rates[1][0]:.2f}x end to end, "
+        f"{rates[2][1] / rates[1][1]:.2f}x steady state"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("experiment", choices=["payment", "structure", "pruning", "throughput"], nargs="+")
+    parser.add_argument(
+        "experiment", choices=["payment", "structure", "pareto", "pruning", "throughput"], nargs="+"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--trials", type=int, default=12, help="throughput: trials per run")
+    parser.add_argument("--pruner-params", default="{n_startup_trials: 4, n_warmup_steps: 5}", help="pruning")
+    parser.add_argument(
+        "--throughput-recipe", default="search_cleanup_payment.yaml", help="throughput: the searched recipe"
+    )
     parser.add_argument("--structure-trials", type=int, default=24, help="structure: the study's budget")
     parser.add_argument("--repeats", type=int, default=2, help="structure: seeds per design")
     args = parser.parse_args()
