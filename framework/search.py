@@ -47,6 +47,7 @@ from incentive.search_space import check_search, searched_params, structure_labe
 from incentive.study import (
     Budget,
     StudyConfig,
+    creation_lock,
     make_storage,
     open_study,
     recover_dead_trials,
@@ -638,21 +639,22 @@ def prepare_study(
     """
     validate_search(recipe)
     search = recipe.search
-    storage = make_storage(
-        settings.storage,
-        settings.study_dir,
-        heartbeat_interval=search.heartbeat_interval,
-        grace_period=search.grace_period,
-    )
-    where = storage_label(settings.storage) if settings.storage else str(settings.study_dir)
-    study = open_study(
-        storage,
-        StudyConfig.of(recipe, settings.study_name),
-        sampler=make_sampler(recipe, seed=recipe.seed),
-        pruner=make_pruner(recipe),
-        create=True,
-        where=where,
-    )
+    with creation_lock(settings.storage):  # commands started together: one creates, the others load
+        storage = make_storage(
+            settings.storage,
+            settings.study_dir,
+            heartbeat_interval=search.heartbeat_interval,
+            grace_period=search.grace_period,
+        )
+        where = storage_label(settings.storage) if settings.storage else str(settings.study_dir)
+        study = open_study(
+            storage,
+            StudyConfig.of(recipe, settings.study_name),
+            sampler=make_sampler(recipe, seed=recipe.seed),
+            pruner=make_pruner(recipe),
+            create=True,
+            where=where,
+        )
     settings.study_dir.mkdir(parents=True, exist_ok=True)
     return study, storage
 

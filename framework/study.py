@@ -17,6 +17,11 @@ its slot. The budget is N slots; a trial whose slot ranks N-th or later
 computes the same ranks) is over budget: it is marked `over_budget`, never
 trained, and not counted, and its worker stops.
 
+Several commands started at the same instant on a new PostgreSQL database
+would race to create Optuna's tables and the study (Optuna's own pitfall);
+`creation_lock` serialises that step with a PostgreSQL advisory lock, so the
+first command creates and the others load.
+
 Dead workers on this machine are found without heartbeats: each trial
 records `worker = host:pid`; a RUNNING trial whose process on this host is
 gone is failed and re-run once, the same way a stale trial is.
@@ -24,11 +29,12 @@ gone is failed and re-run once, the same way a stale trial is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,7 @@ __all__ = [
     "JOURNAL",
     "Budget",
     "StudyConfig",
+    "creation_lock",
     "make_storage",
     "open_study",
     "recover_dead_trials",
@@ -115,6 +122,36 @@ def make_storage(
             f"--storage {storage_label(url)}: cannot open the PostgreSQL study storage ({cause}). Check that "
             "the server is running and reachable, and the user, password and database in the URL"
         ) from None
+
+
+CREATION_LOCK = 0x1A7E5EA
+"""PostgreSQL advisory lock key held while a command creates or loads its study (any 64-bit number)."""
+
+
+@contextlib.contextmanager
+def creation_lock(url: str | None) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock while tables and the study are created (no-op for the journal).
+
+    The lock belongs to its own connection and is released when it closes,
+    also when the process dies, so a crashed command never blocks the others.
+    """
+    if url is None or not _is_postgres(url):
+        yield  # the journal file serialises its own writes
+        return
+    import psycopg
+
+    conninfo = "postgresql://" + url.split("://", 1)[1]
+    try:
+        connection = psycopg.connect(conninfo, connect_timeout=10, autocommit=True)
+    except psycopg.Error as exc:
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IncentiveError(
+            f"--storage {storage_label(url)}: cannot open the PostgreSQL study storage ({cause}). Check that "
+            "the server is running and reachable, and the user, password and database in the URL"
+        ) from None
+    with connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (CREATION_LOCK,))
+        yield
 
 
 @dataclass(frozen=True)

@@ -549,6 +549,26 @@ def test_postgres_study_with_two_workers(tmp_path, postgres_url):
     assert shown.returncode == 0 and "complete" in shown.stdout
 
 
+def test_two_commands_started_together_on_a_new_database_share_one_study(tmp_path, postgres_url):
+    """Optuna's pitfall: concurrent first commands race to create tables; the advisory lock serialises it."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("CREATE DATABASE race")
+    url = postgres_url.rsplit("/", 1)[0] + "/race"
+    path = write(tmp_path, search_data(tmp_path / "runs", trials=4))
+    args = [INCENTIVE, "search", str(path), "--workers", "1", "--storage", url, "--study", "race"]
+    commands = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"
+    ]
+    for command in commands:
+        stdout, stderr = command.communicate(timeout=300)
+        assert command.returncode == 0, stdout + stderr
+    study = load(None, "race", url)
+    trials = counted(study)
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+
+
 def test_postgres_lost_machine_trial_goes_stale_and_is_rerun_once(tmp_path, postgres_url):
     """Two 'machines' (two commands) share a study; one dies whole; the heartbeat re-runs its trial."""
     data = slow_trials(search_data(tmp_path / "runs", trials=4, heartbeat_interval=1, grace_period=3))
