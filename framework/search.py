@@ -788,6 +788,19 @@ def ranked_designs(study: optuna.Study, recipe: Recipe, budget: Budget) -> list[
     return sorted(trials, key=lambda t: -signs[0] * t.values[0])
 
 
+def designs_to_verify(ranked: list[FrozenTrial], k: int, objectives: int) -> list[FrozenTrial]:
+    """The top k designs; on a Pareto front (sorted by the first objective), k spread along it.
+
+    A front's "top" by its first objective would verify only one end of it;
+    spreading the k picks evenly over the front checks its two ends and the
+    bend between them, where a designer usually chooses.
+    """
+    if objectives == 1 or len(ranked) <= k or k <= 1:
+        return ranked[:k]
+    picks = sorted({round(i * (len(ranked) - 1) / (k - 1)) for i in range(k)})
+    return [ranked[i] for i in picks]
+
+
 def pareto_front(trials: list[FrozenTrial], signs: list[int]) -> list[FrozenTrial]:
     """Trials no other trial dominates (at least as good in every objective, better in one)."""
 
@@ -819,7 +832,9 @@ def verify_designs(
     budget: Budget,
     monitor: Callable | None = None,
 ) -> dict[int, dict]:
-    """Re-run the top `verify` designs on fresh seeds; results are kept in the study (`verified/<trial>`).
+    """Re-run the top `verify` designs (spread over the front for several objectives) on fresh seeds.
+
+    Results are kept in the study (`verified/<trial>`).
 
     Each finished seed is stored at once (`verify/<trial>/<seed>`), so a
     verification stopped half way (Ctrl-C, a lost machine) re-runs only the
@@ -827,7 +842,9 @@ def verify_designs(
     `verified/<trial>` and is not run again. Runs are deterministic, so a
     duplicate on another machine would give the same numbers.
     """
-    designs = ranked_designs(study, recipe, budget)[: settings.verify]
+    designs = designs_to_verify(
+        ranked_designs(study, recipe, budget), settings.verify, len(recipe.objectives)
+    )
     repeats = recipe.search.repeats
     seeds = design_seeds(recipe, repeats, repeats)
     objectives = recipe.objectives

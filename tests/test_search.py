@@ -171,6 +171,17 @@ def frozen(number, state=TrialState.COMPLETE, value=1.0, **system):
     return trial
 
 
+def test_verification_spreads_over_a_pareto_front():
+    from incentive.search import designs_to_verify
+
+    ranked = [frozen(n) for n in range(7)]
+    assert [t.number for t in designs_to_verify(ranked, 3, 1)] == [0, 1, 2]  # one objective: the top 3
+    assert [t.number for t in designs_to_verify(ranked, 3, 2)] == [0, 3, 6]  # both ends and the middle
+    assert [t.number for t in designs_to_verify(ranked, 2, 2)] == [0, 6]
+    assert [t.number for t in designs_to_verify(ranked[:2], 3, 2)] == [0, 1]
+    assert designs_to_verify(ranked, 0, 2) == []
+
+
 def test_budget_counts_slots_once_and_reruns_keep_their_slot():
     # 0 and 1 done, 2 died and was re-run as 4 (retry_history [2]), 3 running, 5 is a newcomer
     trials = [
