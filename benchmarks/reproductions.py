@@ -240,7 +240,7 @@ def main() -> None:
         for arm in experiment.arms:
             result = ArmResult(runs=RunsOfArm(label=arm.label))
             for seed in range(seeds):
-                run, elapsed = run_arm(arm, seed, out, args.steps)
+                run, elapsed = run_arm(arm, seed, str(Path(out) / name), args.steps)  # experiments may share arms
                 result.runs.runs.append(run)
                 result.walls.append(elapsed)
                 if experiment.threshold:
