@@ -1,9 +1,11 @@
 """The population of policies that fills the opponent seats, its payoffs and ratings.
 
 Opponent-sampling plugins (`self_play`, `fictitious_self_play`, `pfsp`,
-`psro`) are subclasses of `PopulationSampler`: it owns a `Population`, answers
-`incentive_pick_opponents` by sampling from the plugin's distribution, and
-updates payoffs, ratings and snapshots in `incentive_update_population`.
+`psro`, `league`) are subclasses of `PopulationSampler`, which carries every
+hook they share: it owns a `Population`, answers `incentive_pick_opponents`
+by sampling from the plugin's `distribution`, updates payoffs, ratings and
+snapshots at `incentive_iteration_end`, and saves it all with the checkpoint.
+A sampler plugin is then a `name`, a `Params` model and its distribution.
 
 Members, each with a stable integer id:
 
@@ -85,6 +87,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from incentive.errors import IncentiveError, RecipeError
+from incentive.markers import hookimpl
 from incentive.tasks import OPPONENT
 from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout, RunContext
 
@@ -653,16 +656,18 @@ class PopulationParams(BaseModel):
 
 
 class PopulationSampler:
-    """The engine of the opponent-sampling plugins: a population, seats, payoffs, metrics, state.
+    """The base of the opponent-sampling plugins: a population, seats, payoffs, metrics, state.
 
-    Subclasses implement `distribution` (and may extend `on_snapshot`, `extra_metrics`, the
-    state). A plugin class holds one as `sampler` and forwards each of its `@hookimpl` methods
-    to the method of the same name without the `incentive_` prefix (plugins are plain classes,
-    so `incentive plugins` reads them from source without importing torch).
+    A plugin subclasses it with a `name`, a `Params` model (a `PopulationParams`) and
+    `distribution`, and may extend `check`, `on_snapshot`, `extra_metrics`, `mixture_weights`
+    and the state. The hooks are inherited (pluggy finds `@hookimpl` methods on base classes;
+    `incentive plugins` reads the base from source too, without importing torch).
     """
 
-    def __init__(self, params: PopulationParams, *, name: str) -> None:
-        self.name = name
+    name = "population"
+    Params = PopulationParams
+
+    def __init__(self, params: PopulationParams) -> None:
         self.params = params
         self.population: Population | None = None
         self.results: EpisodeResults | None = None
@@ -697,7 +702,8 @@ class PopulationSampler:
 
     # hooks
 
-    def setup(self, run: RunContext) -> None:
+    @hookimpl
+    def incentive_setup(self, run: RunContext) -> None:
         """Check the env fits, build the population (bots, the first snapshot)."""
         plugin = self.name
         if len(run.agents) < 2:
@@ -744,7 +750,8 @@ class PopulationSampler:
     def check(self, run: RunContext) -> None:
         """Further checks of the recipe against the env (subclasses)."""
 
-    def pick_opponents(self, run: RunContext, iteration: int) -> OpponentAssignment:
+    @hookimpl
+    def incentive_pick_opponents(self, run: RunContext, iteration: int) -> OpponentAssignment:
         """Sample each instance's learner seat and opponents."""
         pop = self.population
         e, a = run.num_envs, len(run.agents)
@@ -776,7 +783,8 @@ class PopulationSampler:
             ids = torch.where(fixed[:, None] & ~opponent_seats, LEARNER, ids)
         return pop.assign(ids)
 
-    def collect_metrics(self, run: RunContext, rollout: Rollout) -> dict[str, float]:
+    @hookimpl
+    def incentive_collect_metrics(self, run: RunContext, rollout: Rollout) -> dict[str, float]:
         """Population stats every iteration; designer metrics when due."""
         pop = self.population
         pop.observe(rollout.done)
@@ -803,11 +811,13 @@ class PopulationSampler:
             metrics.update(self.designer_values(run))
         return metrics
 
-    def update_population(self, results: EpisodeResults) -> None:
+    @hookimpl
+    def incentive_update_population(self, results: EpisodeResults) -> None:
         """Keep this iteration's finished episodes for `incentive_iteration_end`."""
         self.results = results
 
-    def iteration_end(self, iteration: int) -> None:
+    @hookimpl
+    def incentive_iteration_end(self, iteration: int) -> None:
         """Count this iteration's games (decaying the old ones), then take a snapshot if one is due.
 
         Done at iteration end rather than in `incentive_update_population`, which the loop skips when no
@@ -827,11 +837,13 @@ class PopulationSampler:
         if due:
             self.on_snapshot(pop.add_snapshot(iteration))
 
-    def state_dict(self) -> dict[str, Any]:
+    @hookimpl
+    def incentive_state_dict(self) -> dict[str, Any]:
         """The population and the sampler's own state."""
         return {"population": self.population.state_dict(), "sampler": self.extra_state()}
 
-    def load_state_dict(self, run: RunContext, state: dict[str, Any]) -> None:
+    @hookimpl
+    def incentive_load_state_dict(self, run: RunContext, state: dict[str, Any]) -> None:
         """Restore the population (naming the checkpoint file if a snapshot cannot be loaded)."""
         self.population.load_state_dict(state["population"], where=str(run.run_dir / "checkpoint.pt"))
         self.load_extra_state(state["sampler"])
