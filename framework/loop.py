@@ -248,6 +248,7 @@ class Training:
             advantages=advantages,
             returns=returns,
             learn_mask=buffers["policy_mask"],
+            acting=buffers["acting"],
         )
         self.hooks.call("incentive_update_curriculum", run=self.context, rollout=rollout)
 
@@ -308,6 +309,7 @@ class Training:
             "done": torch.empty(steps, e),
             "policy_mask": torch.empty(steps, e, a, dtype=torch.bool),
             "value_mask": torch.empty(steps, e, a, dtype=torch.bool),
+            "acting": torch.empty(steps, e, a, dtype=torch.bool),
             "action_mask": None,
             "finished": [],
         }
@@ -357,6 +359,7 @@ class Training:
             buf["done"][t] = nxt.done
             buf["policy_mask"][t] = learner_seats & ts.acting
             buf["value_mask"][t] = learner_seats
+            buf["acting"][t] = ts.acting
             if mask is not None:
                 if buf["action_mask"] is None:
                     buf["action_mask"] = torch.ones(steps, *mask.expand(e, a, -1).shape, dtype=torch.bool)

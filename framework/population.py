@@ -374,7 +374,7 @@ class Member:
     """A population member: a stable id, its policy, and the learner's record against it."""
 
     id: int
-    kind: str  # "snapshot" | "bot"
+    kind: str  # "snapshot" | "bot" | a sampler's own kind (the league's "main", "exploiter")
     name: str
     policy: Any
     created: int
@@ -401,6 +401,7 @@ class Population:
         self.pending = self.in_play.clone()  # the seats of the latest assignment
         self.learner_elo = params.elo_start
         self.last_games = torch.zeros(3, dtype=torch.float64)  # this iteration's wins, draws, losses
+        self.restore_policy: Any = None  # kind, name -> policy, for members of a sampler's own kinds
 
     # members
 
@@ -422,20 +423,31 @@ class Population:
             seed=self._seed(),
             minimax_depth=self.params.minimax_depth,
         )
-        member = Member(self._new_id(), "bot", bot_id, policy, run.iteration, self.params.elo_start, True)
+        return self.add_member("bot", bot_id, policy)
+
+    def add_member(self, kind: str, name: str, policy: Any) -> Member:
+        """Add a member that is never evicted (a bot, or a sampler's own players such as exploiters)."""
+        member = Member(self._new_id(), kind, name, policy, self.run.iteration, self.params.elo_start, True)
         self.members.append(member)
         return member
 
-    def add_snapshot(self, iteration: int) -> Member:
-        """Freeze a deep copy of the learner; evict the oldest unprotected snapshot beyond the cap."""
+    def add_snapshot(self, iteration: int, *, source: Any = None, name: str | None = None) -> Member:
+        """Freeze a deep copy of the learner (or of `source`); past the cap, evict the oldest unprotected.
+
+        Args:
+            iteration: when it is taken.
+            source: what to copy (anything with `net`, `features`, `action_mask`; default the run's learner).
+            name: the member's name (default `snapshot_<id>`).
+
+        """
         member_id = self._new_id()
-        policy = SnapshotPolicy(self.run.learner, self.run.agents, self._seed())
+        policy = SnapshotPolicy(source or self.run.learner, self.run.agents, self._seed())
         first = self.snapshots_taken == 0
         self.snapshots_taken += 1
         member = Member(
             member_id,
             "snapshot",
-            f"snapshot_{member_id}",
+            name or f"snapshot_{member_id}",
             policy,
             iteration,
             self.learner_elo,
@@ -584,6 +596,8 @@ class Population:
         def one(s: dict[str, Any]) -> Member:
             if s["kind"] == "snapshot":
                 policy: Any = SnapshotPolicy(self.run.learner, self.run.agents, 0)
+            elif s["kind"] != "bot":
+                policy = self.restore_policy(s["kind"], s["name"])
             else:
                 policy = make_bot_policy(
                     s["name"],
@@ -883,9 +897,11 @@ class PopulationSampler:
     @staticmethod
     def table(game: Any, member: Member) -> torch.Tensor:
         """A member's tabular poker policy (cached on the member; the random bot is uniform)."""
-        if "table" not in member.cache:
-            from incentive.exploitability import tabulate_seats, uniform_policy
+        from incentive.exploitability import tabulate_seats, uniform_policy
 
+        if member.kind not in ("snapshot", "bot"):  # a policy that still changes: never cached
+            return tabulate_seats(game, member.policy.probs)
+        if "table" not in member.cache:
             if member.kind == "bot":
                 member.cache["table"] = uniform_policy(game)
             else:

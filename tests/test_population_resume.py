@@ -27,6 +27,20 @@ CASES = {
             },
         },
     ),
+    # the league: two exploiters that train and reset, their snapshots, pairwise payoffs
+    "kuhn_league": (
+        {"id": "kuhn_poker", "num_envs": 32},
+        {
+            "plugin": "league",
+            "params": {
+                "checkpoint_min_iterations": 2,
+                "checkpoint_max_iterations": 4,
+                "league_reset_prob": 0.5,
+                "max_snapshots": 6,
+                "evaluate_every": 3,
+            },
+        },
+    ),
     # the meta-game, sigma from projected replicator dynamics, exact exploitability
     "kuhn_psro": (
         {"id": "kuhn_poker", "num_envs": 64},
