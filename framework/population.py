@@ -17,7 +17,8 @@ Members, each with a stable integer id:
 |            | iteration against its opponents reaches `snapshot_gate`; it never     |
 |            | shares storage with the live network                                    |
 | bot        | a fixed policy: `random` (uniform over legal actions, every env) and   |
-|            | each env's scripted bots (Connect Four: `one_ply`, `minimax`)          |
+|            | each env's scripted bots (Connect Four: `one_ply`, `minimax`; the      |
+|            | matrix games: `always_cooperate`, `always_defect`)                     |
 
 Ids are given in order: the listed `bots` first (0, 1, ...), then each
 snapshot as it is taken (the one at start next). A curriculum may choose
@@ -297,12 +298,36 @@ class _Retired:
         raise RuntimeError("a free population slot was asked to act")
 
 
+MATRIX_GAMES = ("prisoners_dilemma", "stag_hunt", "chicken", "matrix_game")
+MATRIX_GAME_BOTS = {"always_cooperate": 0, "always_defect": 1}
+"""Constant bots of the matrix games: action 0 cooperates (C, stag, swerve), 1 defects (D, hare, straight)."""
+
+
+class ConstantPolicy:
+    """The same action in every seat it plays (a matrix game's `always_cooperate` / `always_defect`)."""
+
+    def __init__(self, action: int) -> None:
+        self.action = action
+
+    def act(self, obs, action_mask, seats) -> torch.Tensor:  # noqa: D102
+        return torch.full(seats.shape, self.action, dtype=torch.long)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing changes: no state."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
+
+
 def env_bot_ids(env_id: str) -> list[str]:
     """Fixed bot ids available for an env: `random` everywhere, plus the env's scripted bots."""
     if env_id == "connect_four":
         from incentive.envs.connect_four_bots import BOTS
 
         return ["random", *[name for name in BOTS if name != "random"]]
+    if env_id in MATRIX_GAMES:
+        return ["random", *MATRIX_GAME_BOTS]
     return ["random"]
 
 
@@ -320,6 +345,8 @@ def make_bot_policy(
 
         params = {"depth": minimax_depth} if bot_id == "minimax" else {}
         return _BotPolicy(make_bot(bot_id, generator=generator, **params))
+    if bot_id in MATRIX_GAME_BOTS:
+        return ConstantPolicy(MATRIX_GAME_BOTS[bot_id])
     return RandomPolicy(action_dims, agents, seed)
 
 

@@ -466,3 +466,24 @@ def test_eviction_drops_the_oldest_unprotected_snapshot(tmp_path, cap, keep_firs
         pop.add_snapshot(iteration)
     assert [m.id for m in pop.members] == left
     assert sorted(m.id for m in pop.retired) == sorted(set(range(5)) - set(left))
+
+
+def test_matrix_game_constant_bots_fill_their_seats(tmp_path):
+    from incentive.population import env_bot_ids, make_bot_policy
+
+    assert env_bot_ids("prisoners_dilemma") == ["random", "always_cooperate", "always_defect"]
+    kw = {"env_id": "stag_hunt", "agents": ["a", "b"], "action_dims": [2, 2], "seed": 0}
+    seats = torch.tensor([[True, False], [False, True]])
+    assert make_bot_policy("always_defect", **kw).act({}, None, seats).tolist() == [[1, 1], [1, 1]]
+    assert make_bot_policy("always_cooperate", **kw).act({}, None, seats).tolist() == [[0, 0], [0, 0]]
+    # a learner against the defector only: no step is ever mutual cooperation
+    path = _recipe(
+        tmp_path,
+        {"id": "prisoners_dilemma", "num_envs": 8, "params": {"episode_length": 4}},
+        {"plugin": "fictitious_self_play", "params": {"snapshot_every": None, "bots": ["always_defect"]}},
+    )
+    training, _ = _training(tmp_path, path)
+    metrics = training.run()
+    assert metrics["designer/mutual_cooperation"] == 0.0
+    assert metrics["population/prob/always_defect"] == 1.0
+    assert 0.0 < metrics["designer/cooperation"] <= 0.5  # the learner's seat only
