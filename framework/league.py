@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 
-from incentive.population import pfsp_weights
+from incentive.population import pfsp_weights, seated_inputs
 from incentive.ppo import PPO, Batch, compute_gae
 from incentive.recipe import LearnerSpec
 from incentive.types import Rollout, RunContext
@@ -255,14 +255,9 @@ class TrainedOpponent:
     ) -> torch.Tensor:
         """Actions [E, A] for the seats it plays, one forward pass over those instances; recorded."""
         actions = torch.zeros(seats.shape, dtype=torch.long)
-        rows = seats.any(1).nonzero().flatten()
+        rows, features, mask = seated_inputs(self, self.agents, obs, action_mask, seats)
         if len(rows) == 0:
             return actions
-        features = self.features({a: obs[a].index_select(0, rows) for a in self.agents}, self.agents)
-        mask = self.action_mask(
-            None if action_mask is None else {a: m.index_select(0, rows) for a, m in action_mask.items()},
-            self.agents,
-        )
         chosen, logprobs, values = self.ppo.act(features, mask)
         actions[rows] = chosen
         t = (self.run.global_step - self.start_step) // seats.shape[0]
@@ -311,18 +306,17 @@ class TrainedOpponent:
         policy_mask = value_mask & rollout.acting
         if int(policy_mask.sum()) < 2:
             return {}
-        flat = lambda x: None if x is None else x.flatten(0, 1)  # noqa: E731
         return self.ppo.update(
-            Batch(
-                features=flat(features),
-                action_mask=flat(masks),
-                actions=flat(actions),
-                logprobs=flat(logprobs),
-                values=flat(values),
-                advantages=flat(advantages),
-                returns=flat(returns),
-                policy_mask=flat(policy_mask),
-                value_mask=flat(value_mask),
+            Batch.from_rollout(
+                features=features,
+                action_mask=masks,
+                actions=actions,
+                logprobs=logprobs,
+                values=values,
+                advantages=advantages,
+                returns=returns,
+                policy_mask=policy_mask,
+                value_mask=value_mask,
             )
         )
 

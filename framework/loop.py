@@ -253,18 +253,17 @@ class Training:
         self.hooks.call("incentive_update_curriculum", run=self.context, rollout=rollout)
 
         # update
-        flat = lambda x: None if x is None else x.flatten(0, 1)  # noqa: E731  [T, E, ...] -> [T*E, ...]
         losses = self.learner.update(
-            Batch(
-                features=flat(buffers["features"]),
-                action_mask=flat(buffers["action_mask"]),
-                actions=flat(buffers["actions"]),
-                logprobs=flat(buffers["logprobs"]),
-                values=flat(buffers["values"]),
-                advantages=flat(advantages),
-                returns=flat(returns),
-                policy_mask=flat(buffers["policy_mask"]),
-                value_mask=flat(buffers["value_mask"]),
+            Batch.from_rollout(
+                features=buffers["features"],
+                action_mask=buffers["action_mask"],
+                actions=buffers["actions"],
+                logprobs=buffers["logprobs"],
+                values=buffers["values"],
+                advantages=advantages,
+                returns=returns,
+                policy_mask=buffers["policy_mask"],
+                value_mask=buffers["value_mask"],
             )
         )
         self.context.iteration = iteration

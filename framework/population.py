@@ -171,6 +171,27 @@ def elo_update(
 # --- policies --------------------------------------------------------------------
 
 
+def seated_inputs(
+    learner: Any,
+    agents: list[str],
+    obs: dict[str, torch.Tensor],
+    action_mask: dict[str, torch.Tensor] | None,
+    seats: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(rows, features, masks) of the instances where a policy plays a seat; features None if none.
+
+    `learner` gives the feature and mask layout (`features`, `action_mask`, as `incentive.ppo.PPO`).
+    """
+    rows = seats.any(1).nonzero().flatten()
+    if len(rows) == 0:
+        return rows, None, None
+    features = learner.features({a: obs[a].index_select(0, rows) for a in agents}, agents)
+    mask = learner.action_mask(
+        None if action_mask is None else {a: m.index_select(0, rows) for a, m in action_mask.items()}, agents
+    )
+    return rows, features, mask
+
+
 def _masked(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return logits if mask is None else logits.masked_fill(~mask, MASKED_LOGIT)
 
@@ -190,6 +211,7 @@ class SnapshotPolicy:
         self.net = copy.deepcopy(learner.net).requires_grad_(False)
         self.features = learner.features
         self.mask = learner.action_mask
+        self.learner_like = learner  # its feature and mask layout (never its weights)
         self.agents = list(agents)
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -211,15 +233,10 @@ class SnapshotPolicy:
         seats: torch.Tensor,
     ) -> torch.Tensor:
         """Actions [E, A]: one forward pass over the instances where this snapshot plays a seat."""
-        rows = seats.any(1).nonzero().flatten()
         actions = torch.zeros(seats.shape, dtype=torch.long)
+        rows, features, mask = seated_inputs(self.learner_like, self.agents, obs, action_mask, seats)
         if len(rows) == 0:
             return actions
-        features = self.features({a: obs[a].index_select(0, rows) for a in self.agents}, self.agents)
-        mask = self.mask(
-            None if action_mask is None else {a: m.index_select(0, rows) for a, m in action_mask.items()},
-            self.agents,
-        )
         logits = _masked(self.net.logits(features), mask)
         noise = torch.rand(logits.shape, generator=self.generator).clamp_(min=1e-20)
         actions[rows] = (logits - (-noise.log()).log()).argmax(-1)

@@ -34,11 +34,11 @@ ENVS: dict[str, dict[str, Any]] = {
     "social_value_orientation": {"id": "escape_room", "params": {"num_agents": 3, "min_at_lever": 2}},
     "novelty_bonus": {"id": "coin_game", "params": {"episode_length": 5}},
     # opponent samplers: a two-player zero-sum game (PSRO's default meta-solver is the exact Nash LP)
-    **{name: {"id": "kuhn_poker"} for name in ("self_play", "fictitious_self_play", "pfsp", "psro")},
+    **{name: {"id": "kuhn_poker"} for name in ("self_play", "fictitious_self_play", "pfsp", "psro", "league")},
 }
 
 # Opponent-sampling plugins run as the recipe's `opponents:`.
-OPPONENT_SAMPLERS = {"self_play", "fictitious_self_play", "pfsp", "psro"}
+OPPONENT_SAMPLERS = {"self_play", "fictitious_self_play", "pfsp", "psro", "league"}
 DEFAULT_ENV: dict[str, Any] = {"id": "prisoners_dilemma", "params": {"episode_length": 5}}
 
 # Curriculum plugins run as the recipe's `curriculum:` over reward sharing's s (the IPD has no levels).
