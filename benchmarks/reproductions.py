@@ -13,6 +13,7 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py coin_game
     python benchmarks/reproductions.py escape_room cleanup_7x7 --seeds 3
     python benchmarks/reproductions.py kuhn_opponents --steps 100000
+    python benchmarks/reproductions.py ipd_opponents
     python benchmarks/reproductions.py --list
 """
 
@@ -53,6 +54,7 @@ class Experiment:
     metrics: list[str]
     seeds: int = 3
     threshold: tuple[str, float] | None = None  # report the first env step where metric >= value
+    curve: tuple[float, ...] = ()  # also print each metric at these fractions of the steps
 
 
 def sharing(s: float) -> str:
@@ -63,6 +65,12 @@ def payment(payee: str, payer: str, amount: float, per: str = "payee_unit") -> s
     contract = f"{{name: pay, payee: {payee}, payer: {payer}, amount: {amount}, amount_per: {per}}}"
     return f"incentives=[{{plugin: payments, params: {{contracts: [{contract}]}}}}]"
 
+
+PARTNERS = {
+    "itself (self-play)": "opponents={plugin: self_play}",
+    "past selves (FSP)": "opponents={plugin: fictitious_self_play, params: {snapshot_every: 5, max_snapshots: 50}}",
+    "a fixed defector": "opponents={plugin: fictitious_self_play, params: {snapshot_every: null, bots: [always_defect]}}",
+}
 
 EXPERIMENTS: dict[str, Experiment] = {
     # LOLA's payoffs, u_i = r_i + s * r_j: against a cooperator C gives -1 - s and D gives -3s;
@@ -144,16 +152,33 @@ EXPERIMENTS: dict[str, Experiment] = {
     ),
     # Whom the learner plays: equal env steps; the exact exploitability (NashConv / 2) of the learner
     # and of the population's mixture (FSP: uniform over snapshots; PFSP: its sampling weights;
-    # PSRO: the Nash meta-strategy). Latest-only self-play has no population, so no mixture.
+    # PSRO: the Nash meta-strategy; league: the main agent's sampling distribution over the snapshots).
+    # Latest-only self-play has no population, so no mixture. The league's main agent (the learner
+    # measured) trains on half of the instances; its exploiters on the other half.
     "kuhn_opponents": Experiment(
         arms=[
             Arm("latest-only self-play", "kuhn_self_play.yaml"),
             Arm("fictitious self-play", "kuhn_fsp.yaml"),
             Arm("PFSP (hard)", "kuhn_pfsp.yaml", ["opponents.params.bots=[]"]),
             Arm("PSRO (Nash)", "kuhn_psro.yaml"),
+            Arm("league (AlphaStar roles)", "kuhn_league.yaml"),
         ],
         metrics=["exploitability", "mixture_exploitability"],
         seeds=2,
+        curve=(0.25, 0.5, 0.75, 1.0),
+    ),
+    # Incentives meet opponents: the IPD learner with reward sharing u_i = r_i + s r_j (s = 1 makes C
+    # dominant in the stage game, whoever the partner is) against itself, a population of its frozen past
+    # selves, or a fixed defector. `cooperation` counts both seats: against the defector, the learner's own
+    # cooperation rate is twice the number; `mutual_cooperation` needs both seats.
+    "ipd_opponents": Experiment(
+        arms=[
+            Arm(f"{who}, s = {s}", "ipd_selfish.yaml", [f"incentives.0.params.s={s}", partner])
+            for s in (0.0, 1.0)
+            for who, partner in PARTNERS.items()
+        ],
+        metrics=["cooperation", "mutual_cooperation", "collective_return"],
+        seeds=3,
     ),
 }  # fmt: skip
 
@@ -219,6 +244,32 @@ def table(experiment: Experiment, results: list[ArmResult]) -> str:
     return format_table(headers, body)
 
 
+def curve_tables(experiment: Experiment, results: list[ArmResult]) -> str:
+    """Per metric: IQM [95% CI] over seeds at each fraction of the run (the runs cut there, then as `table`)."""
+    out = []
+    for metric in experiment.metrics:
+        key = f"designer/{metric}"
+        last = max(run.lines[-1]["train/global_step"] for result in results for run in result.runs.runs)
+        points = [round(fraction * last) for fraction in experiment.curve]
+        body = []
+        for result in results:
+            cells = []
+            for point in points:
+                cut = RunsOfArm(
+                    label=result.runs.label,
+                    runs=[
+                        RunData(run.path, run.recipe, [x for x in run.lines if x["train/global_step"] <= point])
+                        for run in result.runs.runs
+                    ],
+                )
+                cell = comparison_rows([cut], [key])[0]["cells"][key]
+                cells.append("-" if cell is None else str(cell))
+            body.append([result.runs.label, *cells])
+        out.append(f"\n{metric} against env steps (IQM [95% CI] over seeds, last 10% of iterations up to the step)")
+        out.append(format_table(["arm", *(f"{point:,}" for point in points)], body))
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -249,6 +300,8 @@ def main() -> None:
             results.append(result)
         print(f"\n## {name} ({seeds} seeds; IQM [95% CI] over seeds of each run's last 10% of iterations)")
         print(table(experiment, results), flush=True)
+        if experiment.curve:
+            print(curve_tables(experiment, results), flush=True)
 
 
 if __name__ == "__main__":

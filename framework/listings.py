@@ -3,11 +3,16 @@
 Listing should answer at once, but plugin and env modules import torch (a
 second or more). So a listing first reads the class from its module's
 *source* (Python's `ast`, nothing executed): its docstring and the
-`incentive_*` methods decorated with `hookimpl`. A class whose source cannot
-be read that way (defined elsewhere than its entry point names, or deriving
-from another class, whose hooks it may inherit) is imported instead, which
-gives the same answer, only slower. `envs --details ID` imports the env to
-show its parameters, agents and spaces.
+`incentive_*` methods decorated with `hookimpl`. A class that derives from
+another inherits its hooks: each base named in the class statement is read
+the same way, from the module it is imported from (`from M import Base`) or
+from the class's own module, and its hooks count unless the class defines a
+method of that name itself (bases are read in order, like a single-inheritance
+method lookup). A class whose source cannot be read that way (defined
+elsewhere than its entry point names, or with a base reached any other way,
+such as `module.Base` or a C extension) is imported instead, which gives the
+same answer, only slower. `envs --details ID` imports the env to show its
+parameters, agents and spaces.
 """
 
 from __future__ import annotations
@@ -72,18 +77,8 @@ def _is_hookimpl(decorator: ast.expr, aliases: set[str]) -> bool:
     return isinstance(target, ast.Attribute) and target.attr == "hookimpl"
 
 
-def static_class(import_path: str, *, inherited_hooks_matter: bool = True) -> StaticClass | None:
-    """Read `module:Class` from source without running it; None where only an import can tell.
-
-    Args:
-        import_path: the entry point's `module:Class`.
-        inherited_hooks_matter: a class with base classes may inherit hooks, so
-            it is not read from source (plugins); envs need only the docstring.
-
-    """
-    module, _, qualname = import_path.partition(":")
-    if not qualname or "." in qualname:
-        return None
+def _module_tree(module: str) -> ast.Module | None:
+    """The parsed source of a module, found without importing it (None: no readable `.py` source)."""
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
@@ -91,8 +86,42 @@ def static_class(import_path: str, *, inherited_hooks_matter: bool = True) -> St
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return None
     try:
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        return ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+
+
+def _base_path(base: ast.expr, module: str, tree: ast.Module) -> str | None:
+    """`module:Class` of a base class named in a class statement, or None when only an import can tell."""
+    if not isinstance(base, ast.Name):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                if (alias.asname or alias.name) == base.id:
+                    return f"{node.module}:{alias.name}"
+        if isinstance(node, ast.ClassDef) and node.name == base.id:
+            return f"{module}:{base.id}"
+    return None
+
+
+def static_class(
+    import_path: str, *, inherited_hooks_matter: bool = True, _seen: frozenset[str] = frozenset()
+) -> StaticClass | None:
+    """Read `module:Class` from source without running it; None where only an import can tell.
+
+    Args:
+        import_path: the entry point's `module:Class`.
+        inherited_hooks_matter: a class with base classes may inherit hooks, so each base
+            is read from source too (plugins); envs need only the docstring.
+        _seen: the classes being read further up (a cycle is left to the import).
+
+    """
+    module, _, qualname = import_path.partition(":")
+    if not qualname or "." in qualname or import_path in _seen:
+        return None
+    tree = _module_tree(module)
+    if tree is None:
         return None
     aliases = {"hookimpl"}
     for node in tree.body:
@@ -100,20 +129,29 @@ def static_class(import_path: str, *, inherited_hooks_matter: bool = True) -> St
             aliases |= {a.asname or a.name for a in node.names if a.name == "hookimpl"}
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == qualname:
-            if inherited_hooks_matter and any(
-                not (isinstance(b, ast.Name) and b.id == "object") for b in node.bases
-            ):
-                return None  # hooks may be inherited: ask the imported class
-            hooks = [
+            methods = [item for item in node.body if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)]
+            own = [
                 item.name
-                for item in node.body
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
-                and item.name.startswith(HOOK_PREFIX)
+                for item in methods
+                if item.name.startswith(HOOK_PREFIX)
                 and any(_is_hookimpl(d, aliases) for d in item.decorator_list)
             ]
+            inherited: list[str] = []
+            if inherited_hooks_matter:
+                defined = {item.name for item in methods}
+                for base in node.bases:
+                    if isinstance(base, ast.Name) and base.id == "object":
+                        continue
+                    path = _base_path(base, module, tree)
+                    found = None if path is None else static_class(path, _seen=_seen | {import_path})
+                    if found is None:
+                        return None  # a base only an import can read
+                    inherited += [
+                        hook for hook in found.hooks if hook not in defined and hook not in inherited
+                    ]
             return StaticClass(
                 docstring=ast.get_docstring(node) or "",
-                hooks=hooks,
+                hooks=own + [hook for hook in inherited if hook not in own],
                 module_docstring=ast.get_docstring(tree) or "",
             )
     return None

@@ -254,22 +254,22 @@ class Training:
             advantages=advantages,
             returns=returns,
             learn_mask=buffers["policy_mask"],
+            acting=buffers["acting"],
         )
         self.hooks.call("incentive_update_curriculum", run=self.context, rollout=rollout)
 
         # update
-        flat = lambda x: None if x is None else x.flatten(0, 1)  # noqa: E731  [T, E, ...] -> [T*E, ...]
         losses = self.learner.update(
-            Batch(
-                features=flat(buffers["features"]),
-                action_mask=flat(buffers["action_mask"]),
-                actions=flat(buffers["actions"]),
-                logprobs=flat(buffers["logprobs"]),
-                values=flat(buffers["values"]),
-                advantages=flat(advantages),
-                returns=flat(returns),
-                policy_mask=flat(buffers["policy_mask"]),
-                value_mask=flat(buffers["value_mask"]),
+            Batch.from_rollout(
+                features=buffers["features"],
+                action_mask=buffers["action_mask"],
+                actions=buffers["actions"],
+                logprobs=buffers["logprobs"],
+                values=buffers["values"],
+                advantages=advantages,
+                returns=returns,
+                policy_mask=buffers["policy_mask"],
+                value_mask=buffers["value_mask"],
             )
         )
         self.context.iteration = iteration
@@ -314,6 +314,7 @@ class Training:
             "done": torch.empty(steps, e),
             "policy_mask": torch.empty(steps, e, a, dtype=torch.bool),
             "value_mask": torch.empty(steps, e, a, dtype=torch.bool),
+            "acting": torch.empty(steps, e, a, dtype=torch.bool),
             "action_mask": None,
             "finished": [],
         }
@@ -363,6 +364,7 @@ class Training:
             buf["done"][t] = nxt.done
             buf["policy_mask"][t] = learner_seats & ts.acting
             buf["value_mask"][t] = learner_seats
+            buf["acting"][t] = ts.acting
             if mask is not None:
                 if buf["action_mask"] is None:
                     buf["action_mask"] = torch.ones(steps, *mask.expand(e, a, -1).shape, dtype=torch.bool)

@@ -1,9 +1,11 @@
 """The population of policies that fills the opponent seats, its payoffs and ratings.
 
 Opponent-sampling plugins (`self_play`, `fictitious_self_play`, `pfsp`,
-`psro`) are subclasses of `PopulationSampler`: it owns a `Population`, answers
-`incentive_pick_opponents` by sampling from the plugin's distribution, and
-updates payoffs, ratings and snapshots in `incentive_update_population`.
+`psro`, `league`) are subclasses of `PopulationSampler`, which carries every
+hook they share: it owns a `Population`, answers `incentive_pick_opponents`
+by sampling from the plugin's `distribution`, updates payoffs, ratings and
+snapshots at `incentive_iteration_end`, and saves it all with the checkpoint.
+A sampler plugin is then a `name`, a `Params` model and its distribution.
 
 Members, each with a stable integer id:
 
@@ -15,7 +17,8 @@ Members, each with a stable integer id:
 |            | iteration against its opponents reaches `snapshot_gate`; it never     |
 |            | shares storage with the live network                                    |
 | bot        | a fixed policy: `random` (uniform over legal actions, every env) and   |
-|            | each env's scripted bots (Connect Four: `one_ply`, `minimax`)          |
+|            | each env's scripted bots (Connect Four: `one_ply`, `minimax`; the      |
+|            | matrix games: `always_cooperate`, `always_defect`)                     |
 
 Ids are given in order: the listed `bots` first (0, 1, ...), then each
 snapshot as it is taken (the one at start next). A curriculum may choose
@@ -85,6 +88,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from incentive.errors import IncentiveError, RecipeError
+from incentive.markers import hookimpl
 from incentive.tasks import OPPONENT
 from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout, RunContext
 
@@ -167,6 +171,27 @@ def elo_update(
 # --- policies --------------------------------------------------------------------
 
 
+def seated_inputs(
+    learner: Any,
+    agents: list[str],
+    obs: dict[str, torch.Tensor],
+    action_mask: dict[str, torch.Tensor] | None,
+    seats: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(rows, features, masks) of the instances where a policy plays a seat; features None if none.
+
+    `learner` gives the feature and mask layout (`features`, `action_mask`, as `incentive.ppo.PPO`).
+    """
+    rows = seats.any(1).nonzero().flatten()
+    if len(rows) == 0:
+        return rows, None, None
+    features = learner.features({a: obs[a].index_select(0, rows) for a in agents}, agents)
+    mask = learner.action_mask(
+        None if action_mask is None else {a: m.index_select(0, rows) for a, m in action_mask.items()}, agents
+    )
+    return rows, features, mask
+
+
 def _masked(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return logits if mask is None else logits.masked_fill(~mask, MASKED_LOGIT)
 
@@ -186,6 +211,7 @@ class SnapshotPolicy:
         self.net = copy.deepcopy(learner.net).requires_grad_(False)
         self.features = learner.features
         self.mask = learner.action_mask
+        self.learner_like = learner  # its feature and mask layout (never its weights)
         self.agents = list(agents)
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -207,15 +233,10 @@ class SnapshotPolicy:
         seats: torch.Tensor,
     ) -> torch.Tensor:
         """Actions [E, A]: one forward pass over the instances where this snapshot plays a seat."""
-        rows = seats.any(1).nonzero().flatten()
         actions = torch.zeros(seats.shape, dtype=torch.long)
+        rows, features, mask = seated_inputs(self.learner_like, self.agents, obs, action_mask, seats)
         if len(rows) == 0:
             return actions
-        features = self.features({a: obs[a].index_select(0, rows) for a in self.agents}, self.agents)
-        mask = self.mask(
-            None if action_mask is None else {a: m.index_select(0, rows) for a, m in action_mask.items()},
-            self.agents,
-        )
         logits = _masked(self.net.logits(features), mask)
         noise = torch.rand(logits.shape, generator=self.generator).clamp_(min=1e-20)
         actions[rows] = (logits - (-noise.log()).log()).argmax(-1)
@@ -294,12 +315,36 @@ class _Retired:
         raise RuntimeError("a free population slot was asked to act")
 
 
+MATRIX_GAMES = ("prisoners_dilemma", "stag_hunt", "chicken", "matrix_game")
+MATRIX_GAME_BOTS = {"always_cooperate": 0, "always_defect": 1}
+"""Constant bots of the matrix games: action 0 cooperates (C, stag, swerve), 1 defects (D, hare, straight)."""
+
+
+class ConstantPolicy:
+    """The same action in every seat it plays (a matrix game's `always_cooperate` / `always_defect`)."""
+
+    def __init__(self, action: int) -> None:
+        self.action = action
+
+    def act(self, obs, action_mask, seats) -> torch.Tensor:  # noqa: D102
+        return torch.full(seats.shape, self.action, dtype=torch.long)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing changes: no state."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
+
+
 def env_bot_ids(env_id: str) -> list[str]:
     """Fixed bot ids available for an env: `random` everywhere, plus the env's scripted bots."""
     if env_id == "connect_four":
         from incentive.envs.connect_four_bots import BOTS
 
         return ["random", *[name for name in BOTS if name != "random"]]
+    if env_id in MATRIX_GAMES:
+        return ["random", *MATRIX_GAME_BOTS]
     return ["random"]
 
 
@@ -317,6 +362,8 @@ def make_bot_policy(
 
         params = {"depth": minimax_depth} if bot_id == "minimax" else {}
         return _BotPolicy(make_bot(bot_id, generator=generator, **params))
+    if bot_id in MATRIX_GAME_BOTS:
+        return ConstantPolicy(MATRIX_GAME_BOTS[bot_id])
     return RandomPolicy(action_dims, agents, seed)
 
 
@@ -371,7 +418,7 @@ class Member:
     """A population member: a stable id, its policy, and the learner's record against it."""
 
     id: int
-    kind: str  # "snapshot" | "bot"
+    kind: str  # "snapshot" | "bot" | a sampler's own kind (the league's "main", "exploiter")
     name: str
     policy: Any
     created: int
@@ -398,6 +445,7 @@ class Population:
         self.pending = self.in_play.clone()  # the seats of the latest assignment
         self.learner_elo = params.elo_start
         self.last_games = torch.zeros(3, dtype=torch.float64)  # this iteration's wins, draws, losses
+        self.restore_policy: Any = None  # kind, name -> policy, for members of a sampler's own kinds
 
     # members
 
@@ -419,20 +467,31 @@ class Population:
             seed=self._seed(),
             minimax_depth=self.params.minimax_depth,
         )
-        member = Member(self._new_id(), "bot", bot_id, policy, run.iteration, self.params.elo_start, True)
+        return self.add_member("bot", bot_id, policy)
+
+    def add_member(self, kind: str, name: str, policy: Any) -> Member:
+        """Add a member that is never evicted (a bot, or a sampler's own players such as exploiters)."""
+        member = Member(self._new_id(), kind, name, policy, self.run.iteration, self.params.elo_start, True)
         self.members.append(member)
         return member
 
-    def add_snapshot(self, iteration: int) -> Member:
-        """Freeze a deep copy of the learner; evict the oldest unprotected snapshot beyond the cap."""
+    def add_snapshot(self, iteration: int, *, source: Any = None, name: str | None = None) -> Member:
+        """Freeze a deep copy of the learner (or of `source`); past the cap, evict the oldest unprotected.
+
+        Args:
+            iteration: when it is taken.
+            source: what to copy (anything with `net`, `features`, `action_mask`; default the run's learner).
+            name: the member's name (default `snapshot_<id>`).
+
+        """
         member_id = self._new_id()
-        policy = SnapshotPolicy(self.run.learner, self.run.agents, self._seed())
+        policy = SnapshotPolicy(source or self.run.learner, self.run.agents, self._seed())
         first = self.snapshots_taken == 0
         self.snapshots_taken += 1
         member = Member(
             member_id,
             "snapshot",
-            f"snapshot_{member_id}",
+            name or f"snapshot_{member_id}",
             policy,
             iteration,
             self.learner_elo,
@@ -581,6 +640,8 @@ class Population:
         def one(s: dict[str, Any]) -> Member:
             if s["kind"] == "snapshot":
                 policy: Any = SnapshotPolicy(self.run.learner, self.run.agents, 0)
+            elif s["kind"] != "bot":
+                policy = self.restore_policy(s["kind"], s["name"])
             else:
                 policy = make_bot_policy(
                     s["name"],
@@ -653,16 +714,18 @@ class PopulationParams(BaseModel):
 
 
 class PopulationSampler:
-    """The engine of the opponent-sampling plugins: a population, seats, payoffs, metrics, state.
+    """The base of the opponent-sampling plugins: a population, seats, payoffs, metrics, state.
 
-    Subclasses implement `distribution` (and may extend `on_snapshot`, `extra_metrics`, the
-    state). A plugin class holds one as `sampler` and forwards each of its `@hookimpl` methods
-    to the method of the same name without the `incentive_` prefix (plugins are plain classes,
-    so `incentive plugins` reads them from source without importing torch).
+    A plugin subclasses it with a `name`, a `Params` model (a `PopulationParams`) and
+    `distribution`, and may extend `check`, `on_snapshot`, `extra_metrics`, `mixture_weights`
+    and the state. The hooks are inherited (pluggy finds `@hookimpl` methods on base classes;
+    `incentive plugins` reads the base from source too, without importing torch).
     """
 
-    def __init__(self, params: PopulationParams, *, name: str) -> None:
-        self.name = name
+    name = "population"
+    Params = PopulationParams
+
+    def __init__(self, params: PopulationParams) -> None:
         self.params = params
         self.population: Population | None = None
         self.results: EpisodeResults | None = None
@@ -697,7 +760,8 @@ class PopulationSampler:
 
     # hooks
 
-    def setup(self, run: RunContext) -> None:
+    @hookimpl
+    def incentive_setup(self, run: RunContext) -> None:
         """Check the env fits, build the population (bots, the first snapshot)."""
         plugin = self.name
         if len(run.agents) < 2:
@@ -744,7 +808,8 @@ class PopulationSampler:
     def check(self, run: RunContext) -> None:
         """Further checks of the recipe against the env (subclasses)."""
 
-    def pick_opponents(self, run: RunContext, iteration: int) -> OpponentAssignment:
+    @hookimpl
+    def incentive_pick_opponents(self, run: RunContext, iteration: int) -> OpponentAssignment:
         """Sample each instance's learner seat and opponents."""
         pop = self.population
         e, a = run.num_envs, len(run.agents)
@@ -776,7 +841,8 @@ class PopulationSampler:
             ids = torch.where(fixed[:, None] & ~opponent_seats, LEARNER, ids)
         return pop.assign(ids)
 
-    def collect_metrics(self, run: RunContext, rollout: Rollout) -> dict[str, float]:
+    @hookimpl
+    def incentive_collect_metrics(self, run: RunContext, rollout: Rollout) -> dict[str, float]:
         """Population stats every iteration; designer metrics when due."""
         pop = self.population
         pop.observe(rollout.done)
@@ -803,11 +869,13 @@ class PopulationSampler:
             metrics.update(self.designer_values(run))
         return metrics
 
-    def update_population(self, results: EpisodeResults) -> None:
+    @hookimpl
+    def incentive_update_population(self, results: EpisodeResults) -> None:
         """Keep this iteration's finished episodes for `incentive_iteration_end`."""
         self.results = results
 
-    def iteration_end(self, iteration: int) -> None:
+    @hookimpl
+    def incentive_iteration_end(self, iteration: int) -> None:
         """Count this iteration's games (decaying the old ones), then take a snapshot if one is due.
 
         Done at iteration end rather than in `incentive_update_population`, which the loop skips when no
@@ -827,11 +895,13 @@ class PopulationSampler:
         if due:
             self.on_snapshot(pop.add_snapshot(iteration))
 
-    def state_dict(self) -> dict[str, Any]:
+    @hookimpl
+    def incentive_state_dict(self) -> dict[str, Any]:
         """The population and the sampler's own state."""
         return {"population": self.population.state_dict(), "sampler": self.extra_state()}
 
-    def load_state_dict(self, run: RunContext, state: dict[str, Any]) -> None:
+    @hookimpl
+    def incentive_load_state_dict(self, run: RunContext, state: dict[str, Any]) -> None:
         """Restore the population (naming the checkpoint file if a snapshot cannot be loaded)."""
         self.population.load_state_dict(state["population"], where=str(run.run_dir / "checkpoint.pt"))
         self.load_extra_state(state["sampler"])
@@ -871,9 +941,11 @@ class PopulationSampler:
     @staticmethod
     def table(game: Any, member: Member) -> torch.Tensor:
         """A member's tabular poker policy (cached on the member; the random bot is uniform)."""
-        if "table" not in member.cache:
-            from incentive.exploitability import tabulate_seats, uniform_policy
+        from incentive.exploitability import tabulate_seats, uniform_policy
 
+        if member.kind not in ("snapshot", "bot"):  # a policy that still changes: never cached
+            return tabulate_seats(game, member.policy.probs)
+        if "table" not in member.cache:
             if member.kind == "bot":
                 member.cache["table"] = uniform_policy(game)
             else:

@@ -268,6 +268,11 @@ class Batch:
     policy_mask: torch.Tensor  # [N, A] learner acted
     value_mask: torch.Tensor  # [N, A] learner's seat
 
+    @classmethod
+    def from_rollout(cls, **tensors: torch.Tensor | None) -> Batch:
+        """The batch of a rollout's [T, E, ...] tensors (the fields by name), flattened to [T * E, ...]."""
+        return cls(**{name: None if x is None else x.flatten(0, 1) for name, x in tensors.items()})
+
 
 class PPO:
     """The learner: acts for the learner's seats and updates from rollouts.

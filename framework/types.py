@@ -119,6 +119,9 @@ class Rollout:
         advantages: [T, E, A] GAE advantages.
         returns: [T, E, A] value targets.
         learn_mask: [T, E, A] bool, samples that trained the learner.
+        acting: [T, E, A] bool, the seats whose action counted at step t (turn-based games:
+            the acting seat; simultaneous games: every seat); a sampler that trains its own
+            opponents (the league's exploiters) masks their samples with it.
 
     """
 
@@ -129,6 +132,7 @@ class Rollout:
     advantages: torch.Tensor
     returns: torch.Tensor
     learn_mask: torch.Tensor
+    acting: torch.Tensor | None = None
 
 
 class Policy(Protocol):

@@ -28,7 +28,6 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from incentive import hookimpl
 from incentive.population import PopulationParams, PopulationSampler, pfsp_weights
 
 __all__ = ["PFSP"]
@@ -46,8 +45,11 @@ class PFSPParams(PopulationParams):
     )
 
 
-class _PFSPSampler(PopulationSampler):
-    """The pfsp distribution over the population."""
+class PFSP(PopulationSampler):
+    """Samples opponents by the learner's win rate against them."""
+
+    name = "pfsp"
+    Params = PFSPParams
 
     def distribution(self, iteration: int) -> tuple[float, torch.Tensor]:
         """(self_play_share, PFSP weights over the members)."""
@@ -56,49 +58,3 @@ class _PFSPSampler(PopulationSampler):
             return 1.0, torch.zeros(0, dtype=torch.float64)
         return self.params.self_play_share, pfsp_weights(pop.win_rate(), self.params.weighting, self.params.p)
 
-
-class PFSP:
-    """Samples opponents by the learner's win rate against them."""
-
-    name = "pfsp"
-    Params = PFSPParams
-
-    def __init__(self, params: PFSPParams) -> None:
-        self.params = params
-        self.sampler = _PFSPSampler(params, name=self.name)
-        self.designer_metrics = self.sampler.designer_metrics
-
-    @hookimpl
-    def incentive_setup(self, run):
-        """Check the recipe against the env; build the population."""
-        self.sampler.setup(run)
-
-    @hookimpl
-    def incentive_pick_opponents(self, run, iteration):
-        """Sample each instance's learner seat and opponents."""
-        return self.sampler.pick_opponents(run, iteration)
-
-    @hookimpl
-    def incentive_collect_metrics(self, run, rollout):
-        """`population/...` metrics; designer metrics when due."""
-        return self.sampler.collect_metrics(run, rollout)
-
-    @hookimpl
-    def incentive_update_population(self, results):
-        """Keep the iteration's finished episodes."""
-        self.sampler.update_population(results)
-
-    @hookimpl
-    def incentive_iteration_end(self, iteration):
-        """Count the games, update ratings, snapshot when due."""
-        self.sampler.iteration_end(iteration)
-
-    @hookimpl
-    def incentive_state_dict(self):
-        """The whole population and the sampler's state."""
-        return self.sampler.state_dict()
-
-    @hookimpl
-    def incentive_load_state_dict(self, run, state):
-        """Restore the population (names the file of a broken snapshot)."""
-        self.sampler.load_state_dict(run, state)

@@ -32,7 +32,6 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from incentive import hookimpl
 from incentive.errors import RecipeError
 from incentive.meta_solvers import meta_game_exploitability, solve
 from incentive.population import Member, PopulationParams, PopulationSampler, play_matches
@@ -58,11 +57,14 @@ class PSROParams(PopulationParams):
     prd_gamma: float = Field(1e-3, ge=0, le=1, description="Exploration floor of `prd`.")
 
 
-class _PSROSampler(PopulationSampler):
-    """The psro distribution over the population."""
+class PSRO(PopulationSampler):
+    """Opponents from the meta-strategy over the population's empirical payoff matrix."""
 
-    def __init__(self, params: PSROParams, *, name: str) -> None:
-        super().__init__(params, name=name)
+    name = "psro"
+    Params = PSROParams
+
+    def __init__(self, params: PSROParams) -> None:
+        super().__init__(params)
         self.ids: list[int] = []
         self.matrix = torch.zeros(0, 0, dtype=torch.float64)
         self.sigma = torch.zeros(0, dtype=torch.float64)
@@ -148,49 +150,3 @@ class _PSROSampler(PopulationSampler):
         self.matrix = state["matrix"].clone()
         self.sigma = state["sigma"].clone()
 
-
-class PSRO:
-    """Opponents from the meta-strategy over the population's empirical payoff matrix."""
-
-    name = "psro"
-    Params = PSROParams
-
-    def __init__(self, params: PSROParams) -> None:
-        self.params = params
-        self.sampler = _PSROSampler(params, name=self.name)
-        self.designer_metrics = self.sampler.designer_metrics
-
-    @hookimpl
-    def incentive_setup(self, run):
-        """Check the recipe against the env; build the population."""
-        self.sampler.setup(run)
-
-    @hookimpl
-    def incentive_pick_opponents(self, run, iteration):
-        """Sample each instance's learner seat and opponents."""
-        return self.sampler.pick_opponents(run, iteration)
-
-    @hookimpl
-    def incentive_collect_metrics(self, run, rollout):
-        """`population/...` metrics; designer metrics when due."""
-        return self.sampler.collect_metrics(run, rollout)
-
-    @hookimpl
-    def incentive_update_population(self, results):
-        """Keep the iteration's finished episodes."""
-        self.sampler.update_population(results)
-
-    @hookimpl
-    def incentive_iteration_end(self, iteration):
-        """Count the games, update ratings, snapshot when due."""
-        self.sampler.iteration_end(iteration)
-
-    @hookimpl
-    def incentive_state_dict(self):
-        """The whole population and the sampler's state."""
-        return self.sampler.state_dict()
-
-    @hookimpl
-    def incentive_load_state_dict(self, run, state):
-        """Restore the population (names the file of a broken snapshot)."""
-        self.sampler.load_state_dict(run, state)

@@ -35,8 +35,46 @@ def test_families_read_from_source_match_the_imported_classes():
         assert row.families == hook_families(ep.load()), row.name
 
 
-def test_a_class_with_a_base_is_imported_rather_than_guessed():
-    assert static_class("incentive.envs.matrix_games:StagHunt") is None
+def test_a_class_with_a_base_inherits_the_hooks_read_from_the_base_source(tmp_path, monkeypatch):
+    (tmp_path / "listing_base.py").write_text(
+        "from incentive import hookimpl as mark\n"
+        "class Base:\n"
+        "    @mark\n"
+        "    def incentive_setup(self, run): ...\n"
+        "    @mark\n"
+        "    def incentive_state_dict(self): ...\n"
+    )
+    (tmp_path / "listing_child.py").write_text(
+        "import listing_base\n"
+        "from incentive import hookimpl\n"
+        "from listing_base import Base as Renamed\n"
+        "class Middle(Renamed):\n"
+        "    def incentive_state_dict(self): ...  # overridden without the marker: no longer a hook\n"
+        "class Child(Middle):\n"
+        "    'A child.'\n"
+        "    @hookimpl\n"
+        "    def incentive_pick_opponents(self, run, iteration): ...\n"
+        "class Dotted(listing_base.Base):\n"
+        "    pass\n"
+        "class Loop(Loop):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    child = static_class("listing_child:Child")
+    assert child is not None and child.docstring == "A child."
+    assert child.hooks == ["incentive_pick_opponents", "incentive_setup"]
+    assert static_class("listing_child:Middle").hooks == ["incentive_setup"]
+    assert static_class("listing_child:Dotted") is None  # a base named through a module: import it
+    assert static_class("listing_child:Loop") is None
+
+
+def test_the_sampler_plugins_are_read_from_source_with_their_inherited_hooks():
+    found = static_class("incentive.plugins.pfsp:PFSP")
+    assert found is not None and "prioritised" in found.module_docstring.lower()
+    assert "incentive_pick_opponents" in found.hooks and "incentive_load_state_dict" in found.hooks
+
+
+def test_unreadable_classes_are_left_to_the_import():
     found = static_class("incentive.envs.matrix_games:StagHunt", inherited_hooks_matter=False)
     assert found is not None and "1 = hunt hare" in found.docstring
     assert static_class("incentive.envs.matrix_games:NoSuchClass") is None

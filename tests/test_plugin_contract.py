@@ -28,17 +28,17 @@ PARAMS: dict[str, dict[str, Any]] = {
     "learned_incentives": {},
 }
 
+# Opponent-sampling plugins run as the recipe's `opponents:`.
+OPPONENT_SAMPLERS = ("self_play", "fictitious_self_play", "pfsp", "psro", "league")
+
 # A tiny env suited to the plugin (default: the 2-agent prisoner's dilemma).
 ENVS: dict[str, dict[str, Any]] = {
     "inequity_aversion": {"id": "escape_room", "params": {"num_agents": 3, "min_at_lever": 2}},
     "social_value_orientation": {"id": "escape_room", "params": {"num_agents": 3, "min_at_lever": 2}},
     "novelty_bonus": {"id": "coin_game", "params": {"episode_length": 5}},
     # opponent samplers: a two-player zero-sum game (PSRO's default meta-solver is the exact Nash LP)
-    **{name: {"id": "kuhn_poker"} for name in ("self_play", "fictitious_self_play", "pfsp", "psro")},
+    **{name: {"id": "kuhn_poker"} for name in OPPONENT_SAMPLERS},
 }
-
-# Opponent-sampling plugins run as the recipe's `opponents:`.
-OPPONENT_SAMPLERS = {"self_play", "fictitious_self_play", "pfsp", "psro"}
 DEFAULT_ENV: dict[str, Any] = {"id": "prisoners_dilemma", "params": {"episode_length": 5}}
 
 # Curriculum plugins run as the recipe's `curriculum:` over reward sharing's s (the IPD has no levels).

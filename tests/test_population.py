@@ -149,7 +149,7 @@ def test_seats_change_only_between_episodes_and_only_learner_seats_learn(tmp_pat
                 assert bool(steps[t - 1]["done"][i]), f"instance {i} changed policy mid-episode at step {t}"
                 swaps_between += 1
     assert swaps_between > 0, "the test must see policies change (at episode boundaries)"
-    evicted = training.hooks.pm.get_plugin("fictitious_self_play").sampler.population
+    evicted = training.hooks.pm.get_plugin("fictitious_self_play").population
     assert evicted.snapshots_taken >= 6 and sum(m.kind == "snapshot" for m in evicted.members) == 2
 
     # the learn mask holds exactly the learner's seats where it acted
@@ -213,7 +213,7 @@ def test_record_decays_counts_and_rates_learner_against_members(tmp_path):
     training, _ = _training(tmp_path, path)
     plugin = training.hooks.pm.get_plugin("pfsp")
     plugin.incentive_setup(run=training.context)
-    pop = plugin.sampler.population
+    pop = plugin.population
     bot, snap = pop.members  # ids 0 (random), 1 (snapshot_1)
     ids = torch.tensor([[LEARNER, 0], [1, LEARNER], [LEARNER, 1], [LEARNER, 0]])
     assignment = pop.assign(ids)
@@ -269,7 +269,7 @@ def test_psro_meta_game_between_bots_puts_all_weight_on_the_dominant_one(tmp_pat
     )
     training, _ = _training(tmp_path, path)
     metrics = training.run()
-    psro = training.hooks.pm.get_plugin("psro").sampler
+    psro = training.hooks.pm.get_plugin("psro")
     m = psro.matrix
     assert torch.equal(m, -m.T)  # zero-sum: every game's returns cancel
     assert m[1, 0] > 0.5
@@ -289,7 +289,7 @@ def test_psro_grows_the_meta_game_and_solves_it_again(tmp_path):
     )
     training, _ = _training(tmp_path, path)
     metrics = training.run()  # 6 iterations: snapshots at 0, 2, 4, 6
-    psro = training.hooks.pm.get_plugin("psro").sampler
+    psro = training.hooks.pm.get_plugin("psro")
     assert len(psro.ids) == 4 and psro.matrix.shape == (4, 4)
     assert torch.equal(psro.matrix, -psro.matrix.T)
     x, _ = solve(
@@ -322,7 +322,7 @@ def test_exploitability_designer_metrics_match_a_direct_computation(tmp_path):
     assert metrics["designer/exploitability"] == pytest.approx(
         exploitability(game, tabulate_seats(game, learner.probs)), abs=1e-12
     )
-    pop = training.hooks.pm.get_plugin("fictitious_self_play").sampler.population
+    pop = training.hooks.pm.get_plugin("fictitious_self_play").population
     # snapshots 0, 2, 4 were in play at iteration 6 (the one taken after it was not)
     assert [m.created for m in pop.members] == [0, 2, 4, 6]
     tables = torch.stack([tabulate_seats(game, m.policy.probs) for m in pop.members[:3]])
@@ -364,7 +364,7 @@ def test_pfsp_samples_opponents_by_its_weights(tmp_path):
     training, _ = _training(tmp_path, path)
     plugin = training.hooks.pm.get_plugin("pfsp")
     plugin.incentive_setup(run=training.context)
-    bot, snap = plugin.sampler.population.members
+    bot, snap = plugin.population.members
     bot.wins, bot.losses = 9.0, 1.0  # x = 0.9 -> f = 0.1
     snap.wins, snap.losses = 3.0, 7.0  # x = 0.3 -> f = 0.7
     assignment = plugin.incentive_pick_opponents(run=training.context, iteration=1)
@@ -372,7 +372,7 @@ def test_pfsp_samples_opponents_by_its_weights(tmp_path):
     mirror = (seats == LEARNER).all(1).double().mean()
     assert float(mirror) == pytest.approx(0.25, abs=0.03)
     opponents = seats[seats != LEARNER]
-    slot_of_snap = plugin.sampler.population.slots.index(snap.id)
+    slot_of_snap = plugin.population.slots.index(snap.id)
     assert float((opponents == slot_of_snap).double().mean()) == pytest.approx(0.7 / 0.8, abs=0.03)
     assert bool(((seats != LEARNER).sum(1) <= 1).all())
 
@@ -424,7 +424,7 @@ def test_mixture_exploitability_weighs_members_as_the_sampler_does(tmp_path):
         {"plugin": "pfsp", "params": {"bots": ["random"], "snapshot_every": 100, "evaluate_every": 6}},
     )
     training, _ = _training(tmp_path, path)
-    sampler = training.hooks.pm.get_plugin("pfsp").sampler
+    sampler = training.hooks.pm.get_plugin("pfsp")
     seen = []
 
     class Watch:  # the win rates when the metrics are collected (games are counted at iteration end)
@@ -461,8 +461,29 @@ def test_eviction_drops_the_oldest_unprotected_snapshot(tmp_path, cap, keep_firs
     training, _ = _training(tmp_path, path)
     plugin = training.hooks.pm.get_plugin("fictitious_self_play")
     plugin.incentive_setup(run=training.context)
-    pop = plugin.sampler.population
+    pop = plugin.population
     for iteration in range(5):
         pop.add_snapshot(iteration)
     assert [m.id for m in pop.members] == left
     assert sorted(m.id for m in pop.retired) == sorted(set(range(5)) - set(left))
+
+
+def test_matrix_game_constant_bots_fill_their_seats(tmp_path):
+    from incentive.population import env_bot_ids, make_bot_policy
+
+    assert env_bot_ids("prisoners_dilemma") == ["random", "always_cooperate", "always_defect"]
+    kw = {"env_id": "stag_hunt", "agents": ["a", "b"], "action_dims": [2, 2], "seed": 0}
+    seats = torch.tensor([[True, False], [False, True]])
+    assert make_bot_policy("always_defect", **kw).act({}, None, seats).tolist() == [[1, 1], [1, 1]]
+    assert make_bot_policy("always_cooperate", **kw).act({}, None, seats).tolist() == [[0, 0], [0, 0]]
+    # a learner against the defector only: no step is ever mutual cooperation
+    path = _recipe(
+        tmp_path,
+        {"id": "prisoners_dilemma", "num_envs": 8, "params": {"episode_length": 4}},
+        {"plugin": "fictitious_self_play", "params": {"snapshot_every": None, "bots": ["always_defect"]}},
+    )
+    training, _ = _training(tmp_path, path)
+    metrics = training.run()
+    assert metrics["designer/mutual_cooperation"] == 0.0
+    assert metrics["population/prob/always_defect"] == 1.0
+    assert 0.0 < metrics["designer/cooperation"] <= 0.5  # the learner's seat only

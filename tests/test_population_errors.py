@@ -76,6 +76,16 @@ def run(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]
             ["'objective.metric'", "Kuhn and Leduc poker only, not for env 'connect_four'"],
         ),
         (
+            "kuhn_league.yaml",
+            ["opponents.params.main_agents=0"],
+            ["'opponents.params.main_agents'", "a league needs exactly one main agent", "given 0"],
+        ),
+        (
+            "kuhn_league.yaml",
+            ["opponents.params.snapshot_every=5"],
+            ["opponents.params", "not used by the league", "checkpoint_min_iterations"],
+        ),
+        (
             "kuhn_psro.yaml",
             ["opponents.params.meta_solver=alpharank"],
             ["opponents.params.meta_solver", "'uniform', 'nash', 'rd' or 'prd'"],

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from kill_and_resume import kill_and_resume
 
 CASES = {
     # evictions every iteration (cap 2, first not kept): slots freed and reused while games straddle
@@ -28,6 +24,20 @@ CASES = {
                 "evaluate_every": 5,
                 "eval_bots": ["random"],
                 "eval_episodes": 16,
+            },
+        },
+    ),
+    # the league: two exploiters that train and reset, their snapshots, pairwise payoffs
+    "kuhn_league": (
+        {"id": "kuhn_poker", "num_envs": 32},
+        {
+            "plugin": "league",
+            "params": {
+                "checkpoint_min_iterations": 2,
+                "checkpoint_max_iterations": 4,
+                "league_reset_prob": 0.5,
+                "max_snapshots": 6,
+                "evaluate_every": 3,
             },
         },
     ),
@@ -59,50 +69,9 @@ def _write(tmp_path: Path, case: str) -> Path:
     return path
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "incentive.cli", *args]
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_population_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, case):
     path = _write(tmp_path, case)
-    env = {**os.environ, "WANDB_SILENT": "true"}
-    runs = tmp_path / "runs" / case
-    subprocess.run(
-        _cli("run", str(path), "--quiet", "--run-id", "whole"),
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-    victim = subprocess.Popen(
-        _cli("run", str(path), "--quiet", "--run-id", "killed"),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    metrics = runs / "killed" / "metrics.jsonl"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        lines = metrics.read_text().count("\n") if metrics.exists() else 0
-        if lines >= 8 and (runs / "killed" / "checkpoint.pt").exists():
-            break
-        time.sleep(0.01)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait(timeout=30)
-    assert victim.returncode == -signal.SIGKILL
-    killed_at = metrics.read_text().count("\n")
-    assert 8 <= killed_at < 40, "the kill must land mid-run"
-
-    resumed = subprocess.run(
-        _cli("run", "--resume", str(runs / "killed"), "--quiet"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    whole = (runs / "whole" / "metrics.jsonl").read_bytes()
-    assert whole.count(b"\n") == 40
+    whole, resumed = kill_and_resume(path, tmp_path / "runs" / case, iterations=40)
     assert b"population/elo/learner" in whole
-    assert metrics.read_bytes() == whole
+    assert resumed == whole

@@ -1,0 +1,223 @@
+"""The league sampler: AlphaStar's matchmaking against hand-computed numbers, snapshots, resets, training."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from incentive.league import (
+    Payoffs,
+    league_exploiter_probs,
+    main_exploiter_probs,
+    main_probs,
+    remove_monotonic_suffix,
+)
+from incentive.loop import Training
+from incentive.plugin_manager import make_plugin_manager
+from incentive.recipe import load_recipe
+from incentive.types import LEARNER, EpisodeResults
+
+NAN = math.nan
+
+
+def test_remove_monotonic_suffix_keeps_up_to_the_last_rise():
+    assert remove_monotonic_suffix(torch.tensor([0.9, 0.8, 0.6])) == 0  # never rises: nothing forgotten
+    assert remove_monotonic_suffix(torch.tensor([0.9, 0.5, 0.8, 0.6])) == 3  # rises at index 2
+    assert remove_monotonic_suffix(torch.tensor([0.2, 0.3])) == 2
+    assert remove_monotonic_suffix(torch.tensor([0.4])) == 0
+    assert remove_monotonic_suffix(torch.tensor([])) == 0
+
+
+def test_payoffs_decay_mirror_and_count_draws_half():
+    p = Payoffs()
+    p.add(-1, 3, 2.0, 1.0, 1.0)
+    assert p.win_rate(-1, [3, 4]).tolist()[0] == pytest.approx(2.5 / 4)
+    assert math.isnan(p.win_rate(-1, [3, 4]).tolist()[1])
+    assert p.win_rate(3, [-1]).tolist() == pytest.approx([1.5 / 4])
+    p.decay(0.5)
+    p.add(-1, 3, 0.0, 0.0, 2.0)  # counts (1, 0.5, 0.5) + (0, 0, 2): (1 + 0.25) / 4
+    assert p.win_rate(-1, [3]).tolist() == pytest.approx([1.25 / 4])
+    q = Payoffs()
+    q.load_state_dict(p.state_dict())
+    assert q.counts == p.counts
+
+
+def test_main_agent_distribution_matches_hand_numbers():
+    # members: bot, main@0, main@10, main_exploiter_0@10, live exploiter (not historical)
+    x = torch.tensor([0.8, 0.5, NAN, 0.6, NAN], dtype=torch.float64)
+    historical = torch.tensor([True, True, True, True, False])
+    exploiter_snaps = torch.tensor([False, False, False, True, False])
+    # PFSP hard (1 - x)^2 over historical: 0.04, 0.25, 0.25 (NaN -> 0.5), 0.16; sum 0.70
+    # verification: min over exploiter snapshots 0.6 >= 0.3 -> forgetting check on own snapshots [1, 2]:
+    # rates 0.5, 0.5 (NaN) never rise -> nothing kept -> self-play gets the 0.15 too
+    mirror, probs = main_probs(
+        x,
+        historical=historical,
+        exploiter_snapshots=exploiter_snaps,
+        own_snapshots=[1, 2],
+        pfsp_share=0.5,
+        verification_share=0.15,
+    )
+    assert mirror == pytest.approx(0.35 + 0.15)
+    expected = [0.5 * 0.04 / 0.7, 0.5 * 0.25 / 0.7, 0.5 * 0.25 / 0.7, 0.5 * 0.16 / 0.7, 0.0]
+    assert probs.tolist() == pytest.approx(expected)
+    assert mirror + float(probs.sum()) == pytest.approx(1.0)
+
+
+def test_main_agent_verifies_against_an_exploiter_it_cannot_beat():
+    x = torch.tensor([0.5, 0.2], dtype=torch.float64)  # main@0, main_exploiter_0@10 (beaten 20% < 30%)
+    mirror, probs = main_probs(
+        x,
+        historical=torch.tensor([True, True]),
+        exploiter_snapshots=torch.tensor([False, True]),
+        own_snapshots=[0],
+        pfsp_share=0.5,
+        verification_share=0.15,
+    )
+    # PFSP: 0.25, 0.64 over 0.89; verification: all 0.15 on the exploiter snapshot; self-play 0.35
+    assert mirror == pytest.approx(0.35)
+    assert probs.tolist() == pytest.approx([0.5 * 0.25 / 0.89, 0.5 * 0.64 / 0.89 + 0.15])
+
+
+def test_main_agent_replays_a_forgotten_snapshot():
+    x = torch.tensor([0.9, 0.4, 0.6], dtype=torch.float64)  # main@0, main@10, main@20; rises at 20
+    mirror, probs = main_probs(
+        x,
+        historical=torch.tensor([True, True, True]),
+        exploiter_snapshots=torch.tensor([False, False, False]),
+        own_snapshots=[0, 1, 2],
+        pfsp_share=0.5,
+        verification_share=0.15,
+    )
+    # kept: all three (the last rise is at index 2); min 0.4 < 0.7 -> PFSP hard over them again
+    weights = torch.tensor([0.01, 0.36, 0.16]) / 0.53
+    assert mirror == pytest.approx(0.35)
+    assert probs.tolist() == pytest.approx((weights * (0.5 + 0.15)).tolist())
+
+
+def test_main_agent_without_history_plays_itself():
+    mirror, probs = main_probs(
+        torch.tensor([NAN], dtype=torch.float64),
+        historical=torch.tensor([False]),
+        exploiter_snapshots=torch.tensor([False]),
+        own_snapshots=[],
+        pfsp_share=0.5,
+        verification_share=0.15,
+    )
+    assert mirror == pytest.approx(1.0) and probs.tolist() == [0.0]
+
+
+def test_exploiter_distributions_match_hand_numbers():
+    main_snaps = torch.tensor([True, True, False])
+    x = torch.tensor([0.5, 0.9, 0.3], dtype=torch.float64)
+    assert main_exploiter_probs(0.4, x, main_snapshots=main_snaps)[0] == 1.0  # wins 40% > 10%: the main
+    assert main_exploiter_probs(NAN, x, main_snapshots=main_snaps)[0] == 1.0  # no games: prior 0.5
+    p_main, probs = main_exploiter_probs(0.05, x, main_snapshots=main_snaps)
+    # variance x (1 - x): 0.25, 0.09 over the main's snapshots only
+    assert p_main == 0.0 and probs.tolist() == pytest.approx([0.25 / 0.34, 0.09 / 0.34, 0.0])
+    # league exploiter: linear_capped min(0.5, 1 - x): 0.5, 0.1, 0.5 over the historical ones
+    p_main, probs = league_exploiter_probs(x, historical=torch.tensor([True, True, True]))
+    assert p_main == 0.0 and probs.tolist() == pytest.approx([0.5 / 1.1, 0.1 / 1.1, 0.5 / 1.1])
+    assert league_exploiter_probs(x, historical=torch.tensor([False, False, False]))[0] == 1.0
+
+
+# --- through the loop ------------------------------------------------------------------
+
+
+def _training(tmp_path: Path, **params) -> Training:
+    data = {
+        "name": "league",
+        "seed": 2,
+        "env": {"id": "kuhn_poker", "num_envs": 32},
+        "learner": {"rollout_steps": 8, "epochs": 1, "minibatches": 2, "hidden_sizes": [16]},
+        "opponents": {"plugin": "league", "params": params},
+        "objective": {"metric": "collective_return"},
+        "train": {"total_steps": 32 * 8 * 6, "checkpoint_every": 100},
+        "log": {"dir": str(tmp_path / "runs"), "wandb": {"mode": "disabled"}},
+    }
+    path = tmp_path / "league.yaml"
+    path.write_text(yaml.safe_dump(data))
+    recipe = load_recipe(path)
+    return Training(recipe, run_dir=tmp_path / "run", pm=make_plugin_manager(recipe))
+
+
+def test_instances_split_between_learners_and_exploiters_have_no_learner_seat(tmp_path):
+    training = _training(tmp_path, main_share=0.5)
+    league = training.hooks.pm.get_plugin("league")
+    league.incentive_setup(run=training.context)
+    assert league.trainee.tolist() == [0] * 16 + [1, 2] * 8
+    names = [m.name for m in league.population.members]
+    assert names == ["main@0", "main", "main_exploiter_0", "league_exploiter_0"]
+    assignment = league.incentive_pick_opponents(run=training.context, iteration=1)
+    seats = assignment.seats
+    learner_seats = (seats == LEARNER).sum(1)
+    assert bool((learner_seats[:16] >= 1).all()) and bool((learner_seats[16:] == 0).all())
+    by_slot = {i: league.population.member(m).name for i, m in enumerate(league.population.slots)}
+    for row in range(16, 32):
+        who = sorted(by_slot[int(s)] for s in seats[row])
+        trainee = "main_exploiter_0" if row % 2 == 0 else "league_exploiter_0"
+        assert trainee in who
+    # main exploiters play the current main (its live copy) first; league exploiters: the history (main@0)
+    assert all(
+        sorted(by_slot[int(s)] for s in seats[row]) == ["main", "main_exploiter_0"]
+        for row in range(16, 32, 2)
+    )
+    assert all(
+        sorted(by_slot[int(s)] for s in seats[row]) == ["league_exploiter_0", "main@0"]
+        for row in range(17, 32, 2)
+    )
+
+
+def test_exploiters_train_snapshot_and_reset_by_the_rules(tmp_path):
+    training = _training(
+        tmp_path, checkpoint_min_iterations=2, checkpoint_max_iterations=3, league_reset_prob=1.0
+    )
+    league = training.hooks.pm.get_plugin("league")
+    training.run()
+    names = [m.name for m in league.population.members]
+    # win rates near 0.5 never reach 0.7: every player is snapshotted at the max, iteration 3 and 6
+    for player in ("main", "main_exploiter_0", "league_exploiter_0"):
+        assert f"{player}@3" in names and f"{player}@6" in names
+    # both exploiters were reset at iteration 6 (league_reset_prob 1): their weights are the initial ones
+    for exploiter in league.exploiters.values():
+        for key, value in exploiter.ppo.net.state_dict().items():
+            assert torch.equal(value, exploiter.initial["net"][key])
+    # ... and they had trained: their snapshot at 6 differs from the initial weights
+    snap = next(m for m in league.population.members if m.name == "main_exploiter_0@6")
+    initial = league.exploiters["main_exploiter_0"].initial["net"]
+    assert any(not torch.equal(v, initial[k]) for k, v in snap.policy.net.state_dict().items())
+    # the main's live copy is the learner as of the last pick (refreshed at each pick)
+    copy = next(m for m in league.population.members if m.name == "main")
+    learner = training.learner.net.state_dict()
+    assert not all(torch.equal(v, learner[k]) for k, v in copy.policy.net.state_dict().items())  # last update
+    league.incentive_pick_opponents(run=training.context, iteration=7)
+    assert all(torch.equal(v, learner[k]) for k, v in copy.policy.net.state_dict().items())
+
+
+def test_payoffs_count_every_pair_and_the_main_copy_as_the_main(tmp_path):
+    training = _training(tmp_path)
+    league = training.hooks.pm.get_plugin("league")
+    league.incentive_setup(run=training.context)
+    league.incentive_pick_opponents(run=training.context, iteration=1)
+    pop = league.population
+    slot = {pop.member(m).name: i for i, m in enumerate(pop.slots)}
+    seats = torch.tensor(
+        [
+            [LEARNER, slot["main@0"]],  # main beats main@0
+            [slot["main"], slot["main_exploiter_0"]],  # the main (copy) loses to its exploiter
+            [slot["league_exploiter_0"], slot["main@0"]],  # a draw
+            [LEARNER, LEARNER],  # a mirror game: no payoff
+        ]
+    )
+    returns = torch.tensor([[1.0, -1.0], [-2.0, 2.0], [0.0, 0.0], [1.0, -1.0]])
+    league.incentive_update_population(EpisodeResults(returns=returns, seats=seats))
+    league.incentive_iteration_end(iteration=1)
+    ids = {m.name: m.id for m in pop.members}
+    assert league.payoffs.win_rate(LEARNER, [ids["main@0"], ids["main_exploiter_0"]]).tolist() == [1.0, 0.0]
+    assert league.payoffs.win_rate(ids["league_exploiter_0"], [ids["main@0"]]).tolist() == [0.5]
+    assert (LEARNER, LEARNER) not in league.payoffs.counts
+    assert league.extra_metrics() == {"population/league/main_exploiter_0/win_rate_main": 1.0}
