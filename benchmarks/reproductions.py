@@ -258,14 +258,18 @@ def curve_tables(experiment: Experiment, results: list[ArmResult]) -> str:
                 cut = RunsOfArm(
                     label=result.runs.label,
                     runs=[
-                        RunData(run.path, run.recipe, [x for x in run.lines if x["train/global_step"] <= point])
+                        RunData(
+                            run.path, run.recipe, [x for x in run.lines if x["train/global_step"] <= point]
+                        )
                         for run in result.runs.runs
                     ],
                 )
                 cell = comparison_rows([cut], [key])[0]["cells"][key]
                 cells.append("-" if cell is None else str(cell))
             body.append([result.runs.label, *cells])
-        out.append(f"\n{metric} against env steps (IQM [95% CI] over seeds, last 10% of iterations up to the step)")
+        out.append(
+            f"\n{metric} against env steps (IQM [95% CI] over seeds, last 10% of iterations up to the step)"
+        )
         out.append(format_table(["arm", *(f"{point:,}" for point in points)], body))
     return "\n".join(out)
 
@@ -291,7 +295,9 @@ def main() -> None:
         for arm in experiment.arms:
             result = ArmResult(runs=RunsOfArm(label=arm.label))
             for seed in range(seeds):
-                run, elapsed = run_arm(arm, seed, str(Path(out) / name), args.steps)  # experiments may share arms
+                run, elapsed = run_arm(
+                    arm, seed, str(Path(out) / name), args.steps
+                )  # experiments may share arms
                 result.runs.runs.append(run)
                 result.walls.append(elapsed)
                 if experiment.threshold:

@@ -40,4 +40,3 @@ class FictitiousSelfPlay(PopulationSampler):
         if k == 0:
             return 1.0, torch.zeros(0, dtype=torch.float64)
         return self.params.latest_share, torch.full((k,), 1.0 / k, dtype=torch.float64)
-

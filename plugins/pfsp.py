@@ -57,4 +57,3 @@ class PFSP(PopulationSampler):
         if not pop.members:
             return 1.0, torch.zeros(0, dtype=torch.float64)
         return self.params.self_play_share, pfsp_weights(pop.win_rate(), self.params.weighting, self.params.p)
-

@@ -149,4 +149,3 @@ class PSRO(PopulationSampler):
         self.ids = list(state["ids"])
         self.matrix = state["matrix"].clone()
         self.sigma = state["sigma"].clone()
-

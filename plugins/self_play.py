@@ -38,4 +38,3 @@ class SelfPlay(PopulationSampler):
     def mixture_weights(self) -> torch.Tensor:
         """The snapshots, uniformly (only for `mixture_exploitability` when snapshots are taken)."""
         return torch.ones(len(self.population.members), dtype=torch.float64)
-
