@@ -119,6 +119,8 @@ class Rollout:
         advantages: [T, E, A] GAE advantages.
         returns: [T, E, A] value targets.
         learn_mask: [T, E, A] bool, samples that trained the learner.
+        entropy: [T, E, A] entropy (nats) of the learner's policy at each step (None when the
+            caller has none; PLR's `policy_entropy` score needs it).
 
     """
 
@@ -129,6 +131,7 @@ class Rollout:
     advantages: torch.Tensor
     returns: torch.Tensor
     learn_mask: torch.Tensor
+    entropy: torch.Tensor | None = None
 
 
 class Policy(Protocol):
