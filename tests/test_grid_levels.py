@@ -338,3 +338,13 @@ def test_through_the_loop_plr_trains_on_cleanup_levels_and_evaluates_the_test_le
     assert "designer/test/collective_return" in lines[-1]
     assert 0 < lines[-1]["curriculum/plr/seen_fraction"] <= 1
     assert "curriculum/level_difficulty" in lines[-1]
+
+
+def test_a_map_with_walls_inside_cannot_have_procedural_levels():
+    from incentive.envs.grid_levels import Interior
+    from incentive.envs.gridworld import Grid
+
+    open_map = Interior(Grid(["#####", "#   #", "#   #", "#####"], pad=1, device="cpu"), "Cleanup")
+    assert (open_map.height, open_map.width, len(open_map), open_map.band) == (2, 3, 6, 1)
+    with pytest.raises(ValueError, match="procedural Cleanup levels need a map without walls inside"):
+        Interior(Grid(["#####", "# # #", "#   #", "#####"], pad=1, device="cpu"), "Cleanup")
