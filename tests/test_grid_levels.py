@@ -348,3 +348,14 @@ def test_a_map_with_walls_inside_cannot_have_procedural_levels():
     assert (open_map.height, open_map.width, len(open_map), open_map.band) == (2, 3, 6, 1)
     with pytest.raises(ValueError, match="procedural Cleanup levels need a map without walls inside"):
         Interior(Grid(["#####", "# # #", "#   #", "#####"], pad=1, device="cpu"), "Cleanup")
+
+
+@pytest.mark.parametrize(("cls", "map_name"), [(Cleanup, "lio_7x7"), (Harvest, "small")])
+def test_pettingzoo_api_and_seed_tests_with_levels(cls, map_name):
+    from pettingzoo.test import parallel_api_test, parallel_seed_test
+
+    from incentive.envs import ParallelView
+
+    params = cls.Params(map=map_name, episode_length=30, levels=LEVELS)
+    parallel_api_test(ParallelView(cls(num_envs=1, params=params)), num_cycles=70)
+    parallel_seed_test(lambda: ParallelView(cls(num_envs=1, params=params)))
