@@ -15,6 +15,14 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py kuhn_opponents --steps 100000
     python benchmarks/reproductions.py ipd_opponents
     python benchmarks/reproductions.py --list
+
+Curricula (issue 10): `plr_navigation` (PLR vs uniform level sampling, mean
+test-level return, with its curve), `schedule_navigation` (6 x 6 rooms
+after a 4 x 4 stage vs directly: env steps until the success rate on 6 x 6
+rooms reaches the threshold), `annealing_ipd` and
+`annealing_cleanup` (reward sharing s annealed 1 -> 0 vs s = 0 vs s = 1:
+metrics per seed in a window before s leaves 1 and in the run's last 10%,
+long after it reached 0).
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from incentive.compare import comparison_rows, format_table
+import numpy as np
+
+from incentive.compare import comparison_rows, format_table, summarise
 from incentive.recipe import load_recipe
 from incentive.results import Arm as RunsOfArm
 from incentive.results import RunData, load_run
@@ -55,6 +65,11 @@ class Experiment:
     seeds: int = 3
     threshold: tuple[str, float] | None = None  # report the first env step where metric >= value
     curve: tuple[float, ...] = ()  # also print each metric at these fractions of the steps
+    # the threshold only counts on iterations where this metric (full name) is >= this value
+    threshold_when: tuple[str, float] | None = None
+    curve_metric: str | None = None  # print this metric's IQM over seeds at 5 evenly spaced points
+    # (label, first, last): per seed, each metric's mean over the iterations in that fraction of the run
+    windows: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 def sharing(s: float) -> str:
@@ -71,6 +86,19 @@ PARTNERS = {
     "past selves (FSP)": "opponents={plugin: fictitious_self_play, params: {snapshot_every: 5, max_snapshots: 50}}",
     "a fixed defector": "opponents={plugin: fictitious_self_play, params: {snapshot_every: null, bots: [always_defect]}}",
 }
+NAV_SMALL = [
+    "env.params.min_size=4",
+    "env.params.max_size=5",
+    "evaluate.policy=sampled",
+    "train.total_steps=150000",
+]
+NAV_SCHEDULE = [
+    "env.params.min_size=4",
+    "env.params.max_size=6",
+    "evaluate.every=0",
+    "objective={metric: success}",
+    "train.total_steps=250000",
+]
 
 EXPERIMENTS: dict[str, Experiment] = {
     # LOLA's payoffs, u_i = r_i + s * r_j: against a cooperator C gives -1 - s and D gives -3s;
@@ -150,6 +178,56 @@ EXPERIMENTS: dict[str, Experiment] = {
         ],
         metrics=["collective_return", "final_apple_stock", "sustainability", "equality"],
     ),
+    # PLR (official defaults) vs uniform level sampling on 200 training levels of 4 x 4 and 5 x 5
+    # rooms; the 100 held-out test levels are played every 5 iterations with the sampled policy
+    # (a greedy policy stuck against a wall never recovers), so the final value is over the last
+    # evaluations
+    "plr_navigation": Experiment(
+        arms=[
+            Arm("uniform levels", "navigation_uniform.yaml", NAV_SMALL),
+            Arm("PLR (value_l1)", "navigation_plr.yaml", NAV_SMALL),
+        ],
+        metrics=["test/collective_return", "test/success", "success"],
+        seeds=3,
+        curve_metric="test/collective_return",
+    ),
+    # the hard task is 6 x 6 rooms; the threshold counts only on iterations that trained on 6 x 6
+    "schedule_navigation": Experiment(
+        arms=[
+            Arm("6 x 6 directly", "navigation_schedule.yaml", [*NAV_SCHEDULE, "curriculum.params.stages=[{set: {size: 6}}]"]),
+            Arm("4 x 4, then 6 x 6", "navigation_schedule.yaml", [
+                *NAV_SCHEDULE,
+                "curriculum.params.stages=[{set: {size: 4}, advance: {metric: designer/success, threshold: 0.4, "
+                "for_iterations: 2}}, {set: {size: 6}}]",
+            ]),
+        ],
+        metrics=["success"],
+        seeds=2,
+        threshold=("success", 0.3),
+        threshold_when=("curriculum/param/size", 6.0),
+    ),
+    # s = 1 for the first 40% of the steps, annealed linearly to 0 over the next 20%, then 0
+    "annealing_ipd": Experiment(
+        arms=[
+            Arm("s = 0 throughout", "ipd_sharing_annealed.yaml", ["curriculum=null", "incentives.0.params.s=0.0"]),
+            Arm("s = 1 throughout", "ipd_sharing_annealed.yaml", ["curriculum=null", "incentives.0.params.s=1.0"]),
+            Arm("s annealed 1 -> 0", "ipd_sharing_annealed.yaml",
+                ["curriculum.params.stages.0.advance={steps: 60000}", "curriculum.params.stages.1.over_steps=30000"]),
+        ],
+        metrics=["collective_return", "mutual_cooperation"],
+        seeds=5,
+        windows=[("s = 1 (30-40%)", 0.3, 0.4), ("s = 0 (last 10%)", 0.9, 1.0)],
+    ),
+    "annealing_cleanup": Experiment(
+        arms=[
+            Arm("s = 0 throughout", "cleanup_sharing_annealed.yaml", ["curriculum=null", "incentives.0.params.s=0.0"]),
+            Arm("s = 1 throughout", "cleanup_sharing_annealed.yaml", ["curriculum=null", "incentives.0.params.s=1.0"]),
+            Arm("s annealed 1 -> 0", "cleanup_sharing_annealed.yaml"),
+        ],
+        metrics=["collective_return", "cleaning_actions_agent_0", "cleaning_actions_agent_1"],
+        seeds=3,
+        windows=[("s = 1 (30-40%)", 0.3, 0.4), ("s = 0 (last 10%)", 0.9, 1.0)],
+    ),
     # Whom the learner plays: equal env steps; the exact exploitability (NashConv / 2) of the learner
     # and of the population's mixture (FSP: uniform over snapshots; PFSP: its sampling weights;
     # PSRO: the Nash meta-strategy; league: the main agent's sampling distribution over the snapshots).
@@ -211,13 +289,76 @@ def run_arm(arm: Arm, seed: int, out: str, steps: int | None) -> tuple[RunData, 
     return run, elapsed
 
 
-def first_crossing(lines: list[dict], metric: str, value: float) -> tuple[int, float] | None:
-    """(env step, training seconds) of the first iteration where the metric reaches value."""
+def first_crossing(
+    lines: list[dict], metric: str, value: float, when: tuple[str, float] | None = None
+) -> tuple[int, float] | None:
+    """(env step, training seconds) of the first iteration where the metric reaches value.
+
+    With `when` (a full metric name and a value), only iterations where that metric is at
+    least the value count (say, the schedule's stage handing out the hard task).
+    """
     for line in lines:
+        if when is not None and line.get(when[0], float("-inf")) < when[1]:
+            continue
         reached = line.get(f"designer/{metric}")
         if reached is not None and reached >= value:
             return line["train/global_step"], line["seconds"]
     return None
+
+
+def window_run(run: RunData, first: float, last: float) -> RunData:
+    """The run cut to the iterations in (first, last] fractions of its steps."""
+    total = run.lines[-1]["train/global_step"]
+    inside = [line for line in run.lines if first * total < line["train/global_step"] <= last * total]
+    return RunData(path=run.path, recipe=run.recipe, lines=inside)
+
+
+def window_table(experiment: Experiment, results: list[ArmResult]) -> str:
+    """Per arm and seed, each metric's mean over each window of the run; IQM [95% CI] over seeds."""
+    metrics = [f"designer/{m}" for m in experiment.metrics]
+    headers = ["arm", "window", *(f"{m} per seed" for m in experiment.metrics),
+               *(f"{m} IQM [95% CI]" for m in experiment.metrics)]  # fmt: skip
+    body = []
+    for result in results:
+        for label, first, last in experiment.windows:
+            cut = [window_run(run, first, last) for run in result.runs.runs]
+            per_seed = [[_window_mean(run, m) for run in cut] for m in metrics]
+            summary = {
+                m: summarise(np.asarray([v for v in values if v is not None], dtype=np.float64))
+                for m, values in zip(metrics, per_seed, strict=True)
+            }
+            body.append(
+                [
+                    result.runs.label,
+                    label,
+                    *(" ".join(f"{v:.2f}" if v is not None else "-" for v in values) for values in per_seed),
+                    *(str(summary[m]) if summary[m] is not None else "-" for m in metrics),
+                ]
+            )
+    return format_table(headers, body)
+
+
+def _window_mean(run: RunData, metric: str) -> float | None:
+    values = [line[metric] for line in run.lines if line.get(metric) is not None]
+    return statistics.fmean(values) if values else None
+
+
+def curve_table(experiment: Experiment, results: list[ArmResult], points: int = 5) -> str:
+    """The curve metric's IQM [95% CI] over seeds at `points` evenly spaced fractions of the run."""
+    metric = f"designer/{experiment.curve_metric}"
+    fractions = [(i + 1) / points for i in range(points)]
+    headers = ["arm", *(f"{experiment.curve_metric} at {f:.0%}" for f in fractions)]
+    body = []
+    for result in results:
+        cells = []
+        for fraction in fractions:
+            # the last report at or before this fraction of the run's steps
+            cut = [window_run(run, 0.0, fraction) for run in result.runs.runs]
+            last = [[line[metric] for line in run.lines if metric in line][-1:] for run in cut]
+            cell = summarise(np.asarray([values[0] for values in last if values], dtype=np.float64))
+            cells.append(str(cell) if cell is not None else "-")
+        body.append([result.runs.label, *cells])
+    return format_table(headers, body)
 
 
 def table(experiment: Experiment, results: list[ArmResult]) -> str:
@@ -301,13 +442,23 @@ def main() -> None:
                 result.runs.runs.append(run)
                 result.walls.append(elapsed)
                 if experiment.threshold:
-                    result.crossings.append(first_crossing(run.lines, *experiment.threshold))
+                    result.crossings.append(
+                        first_crossing(run.lines, *experiment.threshold, when=experiment.threshold_when)
+                    )
                 print(f"{name}: {arm.label}, seed {seed}: {elapsed:.1f} s", file=sys.stderr, flush=True)
             results.append(result)
         print(f"\n## {name} ({seeds} seeds; IQM [95% CI] over seeds of each run's last 10% of iterations)")
         print(table(experiment, results), flush=True)
         if experiment.curve:
             print(curve_tables(experiment, results), flush=True)
+        if experiment.curve_metric:
+            print(
+                f"\n{experiment.curve_metric} over training (IQM [95% CI] over seeds of the last report so far)"
+            )
+            print(curve_table(experiment, results), flush=True)
+        if experiment.windows:
+            print("\nby window of the run (mean over its iterations; per seed, then IQM [95% CI] over seeds)")
+            print(window_table(experiment, results), flush=True)
 
 
 if __name__ == "__main__":

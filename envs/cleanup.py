@@ -60,6 +60,15 @@ lio_7x7      lio_10x10
   always fire up (toward row 0), the 15 x 15 window is not rotated, and
   observations are the four binary planes, not RGB.
 
+Procedural levels (`levels: {train: "0-999", test: "10000-10099"}`; default
+None, the map's own layout): every instance runs its own layout of the
+chosen map, generated from an integer level id (`incentive.envs.grid_levels`:
+the river band's and the orchard's widths, where the waste-able, apple and
+spawn cells lie; always solvable). Task `level` (per instance, adopted at
+its next reset; a test level is refused); without a task each reset draws a
+training level from the instance's own stream (one extra draw per step).
+`level_difficulty`: the mean column distance from waste-able to apple cells.
+
 Rules within a step, in this order:
 
 1. Moves (`incentive.envs.gridworld.resolve_moves`): a move into a wall is a
@@ -122,6 +131,7 @@ import torch
 from pydantic import Field
 
 from incentive.envs.base import EnvParams, TimeStep
+from incentive.envs.grid_levels import CleanupLayouts, cleanup_layouts
 from incentive.envs.gridworld import GridGame, GridMap, GridParams, split_draws, uniform
 
 __all__ = ["CLEANUP_MAPS", "Cleanup", "CleanupMap", "CleanupParams"]
@@ -301,6 +311,9 @@ class Cleanup(GridGame):
         self._wall_codes = grid.wall.to(torch.uint8) * _CODE["wall"]
         self._agent_codes = torch.full((1, agents), _CODE["agent"], dtype=torch.uint8, device=device)
         self._initial_waste = torch.isin(self.waste_cells, grid.cells("H"))[:, None]
+        if self.levels_on:  # a level's first waste slots are the ones full at reset
+            full = int(self._initial_waste.sum())
+            self._initial_waste = (torch.arange(num_waste, device=device) < full)[:, None]
         self._waste_index = torch.arange(num_waste, device=device)[:, None]
         # spawning by the number n of waste cells: d = n / K; at or above the threshold
         # nothing spawns, below it apples grow with p_apple (1 - d / threshold)
@@ -318,11 +331,12 @@ class Cleanup(GridGame):
             torch.tensor([APPLE] * len(self.apple_cells) + [WASTE] * num_waste, device=device),
         )
         # one draw per apple and waste-able cell (a waste cell's low 40 bits are its order
-        # key), one per agent, one per spawn point on random-spawn maps
+        # key), one per agent, one per spawn point on random-spawn maps, one for the next level
         self._draw_layout = (
             ("cells", len(self.apple_cells) + num_waste),
             ("move_key", agents),
             ("spawn_key", len(self._spawn_cells) if self._random_spawn else 0),
+            ("level_key", 1 if self.levels_on else 0),
         )
         self._num_draws = sum(n for _, n in self._draw_layout)
 
@@ -330,6 +344,31 @@ class Cleanup(GridGame):
         # and waste [K_w, E] per apple / waste-able cell
         self.apple = torch.zeros(len(self.apple_cells), num_envs, dtype=torch.bool, device=device)
         self.waste = self._initial_waste.expand(-1, num_envs).clone()
+        # procedural levels: each instance's waste-able cells [K_w, E] and item cells [K + K_w, E]
+        self.waste_at = self.waste_cells[:, None].expand(-1, num_envs).clone()
+        self._items_at = torch.cat([self.apple_at, self.waste_at]) if self.levels_on else None
+
+    # --- procedural levels -------------------------------------------------
+
+    def _generate(self, levels: torch.Tensor) -> CleanupLayouts:
+        return cleanup_layouts(
+            levels.to(self.device),
+            self.interior,
+            waste_cells=self._num_waste,
+            full_cells=int(self._initial_waste.sum()),
+            apple_cells=len(self.apple_cells),
+            spawns=len(self._spawn_cells),
+        )
+
+    def _place_game(self, index: torch.Tensor, layouts: CleanupLayouts) -> None:
+        self.waste_at[:, index] = layouts.waste.t()
+        self._items_at = torch.cat([self.apple_at, self.waste_at])
+
+    def level_difficulty(self, levels: torch.Tensor) -> torch.Tensor:
+        """[K] float64: the mean column distance from a level's waste-able cells to its apple cells."""
+        layouts = self._generate(levels)
+        col = self.grid.col_of
+        return (col[layouts.apples].double().mean(1) - col[layouts.waste].double().mean(1)).cpu()
 
     # --- randomness ------------------------------------------------------
 
@@ -361,7 +400,11 @@ class Cleanup(GridGame):
         """
         num_envs = self.num_envs
         codes = self._wall_codes.expand(num_envs, -1).clone()  # [E, N]
-        codes.index_copy_(1, self.waste_cells, waste.view(torch.uint8).t())
+        if self.levels_on:
+            waste_at = self.waste_at.t()  # [E, K_w]
+            codes.scatter_(1, waste_at, waste.view(torch.uint8).t())
+        else:
+            codes.index_copy_(1, self.waste_cells, waste.view(torch.uint8).t())
         codes.scatter_add_(1, pos.t(), self._agent_codes.expand(num_envs, -1))
         shooters = torch.where(cleaning, pos, len(self._line_cells) - 1)
         hits = []
@@ -377,7 +420,10 @@ class Cleanup(GridGame):
             codes.scatter_(1, cells, (word - hit).view(torch.uint8))
             hits.append(hit)
         cleared_by = (torch.stack(hits) != 0).sum(2, dtype=torch.float32)
-        waste = codes.index_select(1, self.waste_cells) & _CODE["waste"]
+        if self.levels_on:
+            waste = codes.gather(1, waste_at) & _CODE["waste"]
+        else:
+            waste = codes.index_select(1, self.waste_cells) & _CODE["waste"]
         return waste.t().contiguous().view(torch.bool), cleared_by
 
     # --- the interface ---------------------------------------------------
@@ -435,7 +481,7 @@ class Cleanup(GridGame):
             info[f"cleaning_actions_{name}"] = cleaning_by[i]
             info[f"waste_cleared_{name}"] = cleared_by[i]
 
-        return self._finish(reward, terminated, info, draws["spawn_key"])
+        return self._finish(reward, terminated, info, draws["spawn_key"], draws["level_key"])
 
     def _restart(self, done: torch.Tensor) -> None:
         """Put the apples and waste of the finished instances back in their reset state."""
@@ -444,4 +490,5 @@ class Cleanup(GridGame):
 
     def _observe(self) -> dict[str, torch.Tensor]:
         present = torch.cat([self.apple, self.waste])
-        return dict(zip(self.possible_agents, self._windows(self.pos, present), strict=True))
+        windows = self._windows(self.pos, present, self._items_at)
+        return dict(zip(self.possible_agents, windows, strict=True))

@@ -64,6 +64,8 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from incentive.envs.base import BatchedEnv, EnvParams, TimeStep
+from incentive.envs.grid_levels import Interior
+from incentive.envs.levels import LevelRanges, level_task
 
 __all__ = [
     "DOWN",
@@ -378,13 +380,20 @@ class Windows:
         self.item_index = torch.where(inside[:, None], into, self.trash)
         #: [R] long: flat index in the agent plane of another agent at each relative position.
         self.agent_index = torch.where(relative >= 0, relative + agent_channel * area, self.trash)
+        #: [R] long: window index at each relative position (-1: out of view); [K] plane offsets.
+        self.relative = relative
+        self.item_offset = item_channels.to(device) * area
 
-    def __call__(self, pos: torch.Tensor, present: torch.Tensor) -> list[torch.Tensor]:
+    def __call__(
+        self, pos: torch.Tensor, present: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """The window of every agent.
 
         Args:
             pos: [A, E] long flat positions.
             present: [K, E] bool: which item cells hold their item.
+            cells: [K, E] long: where each instance has its item cells (procedural
+                levels), or None: at the `item_cells` given at construction.
 
         Returns:
             A list of A contiguous float32 tensors [E, C, side, side] of 0s and 1s.
@@ -393,7 +402,12 @@ class Windows:
         agents, num_envs = pos.shape
         rows = pos.reshape(-1)  # agent-major: row a * E + e
         out = self.table.index_select(0, rows).view(agents, num_envs, -1)  # walls drawn
-        items = self.item_index.index_select(0, rows).view(agents, num_envs, -1)
+        if cells is None:
+            items = self.item_index.index_select(0, rows).view(agents, num_envs, -1)
+        else:  # the same lookup as for agents: relative position -> window index
+            code = self.target_code.take(cells).t()[None] - self.observer_code.take(pos)[:, :, None]
+            seen = self.relative.take(code)  # [A, E, K]
+            items = torch.where(seen >= 0, seen + self.item_offset, self.trash)
         out.scatter_(2, torch.where(present.t(), items, self.trash), 1.0)
         # agents [A (observer), E, A (seen)], the observer itself included (cleared below)
         code = self.target_code.take(pos).t()[None] - self.observer_code.take(pos)[:, :, None]
@@ -477,6 +491,10 @@ class GridParams(EnvParams):
         None, description="Add the punishment beam (cost 1, hit 50); None: the map's (original)."
     )
     beam_length: int = Field(5, ge=1, le=255, description="Cells per beam line (every beam the game has).")
+    levels: LevelRanges | None = Field(
+        None,
+        description="Procedural levels (training and held-out test ids); None: the map's own layout.",
+    )
 
     @field_validator("view_size")
     @classmethod
@@ -557,6 +575,23 @@ class GridGame(BatchedEnv):
         )
         self._beams = Beams(grid, spec.beam_length)
         self._acting = torch.ones(num_envs, agents, dtype=torch.bool, device=device)
+
+        # procedural levels: each instance's own apple cells and spawn points (`_place` of the
+        # game adds its own cells); without levels every instance has the map's layout
+        self.levels_on = params.levels is not None
+        self.level = torch.full((num_envs,), -1, dtype=torch.long, device=device)
+        self.next_level = torch.full((num_envs,), -1, dtype=torch.long, device=device)  # -1: draw one
+        if self.levels_on:
+            self.train_levels = params.levels.train_ids()
+            self.test_levels = params.levels.test_ids()
+            self.task_keys = ("level",)
+            self.state_keys = (*type(self).state_keys, "level", "next_level")
+            self.interior = Interior(grid, type(self).__name__)
+        self.apple_at = self.apple_cells[:, None].expand(-1, num_envs).clone()  # [K, E]
+        self.spawn_at = self._spawn_cells[:, None].expand(-1, num_envs).clone()  # [S, E]
+        #: [E * N]: the slot of every cell of every instance's map (instance e at rows e * N ...)
+        self._slot_table = self._apple_slot.repeat(num_envs) if self.levels_on else None
+        self._slot_offset = torch.arange(num_envs, device=device) * grid.size
         self.pos = self._spawn_positions(None).clone()
         self.t = torch.zeros(num_envs, dtype=torch.long, device=device)
 
@@ -574,10 +609,84 @@ class GridGame(BatchedEnv):
 
     def _spawn_positions(self, key: torch.Tensor | None) -> torch.Tensor:
         key = key if self._random_spawn else None
-        return spawn_positions(self._spawn_cells, key, self.num_agents, self.num_envs)
+        if not self.levels_on:
+            return spawn_positions(self._spawn_cells, key, self.num_agents, self.num_envs)
+        if key is None:
+            return self.spawn_at[: self.num_agents]
+        return self.spawn_at.gather(0, key.argsort(dim=0, stable=True)[: self.num_agents])
+
+    # --- procedural levels -------------------------------------------------
+
+    def set_task(self, task: dict[str, torch.Tensor]) -> None:
+        """Per-instance `level` ids, adopted at each instance's next reset.
+
+        Raises:
+            ValueError: the env has no procedural levels (`levels` unset), a level
+                outside the generator's bounds, or a held-out test level.
+
+        """
+        if "level" in task and not self.levels_on:
+            raise ValueError(
+                f"task 'level': {type(self).__name__} runs the map's own layout; set "
+                "env.params.levels (e.g. {train: '0-999', test: '10000-10099'}) for procedural levels"
+            )
+        super().set_task(task)
+        if "level" in task:
+            level = level_task(task["level"], test_levels=self.test_levels, allow_test=self.allow_test_levels)
+            self.next_level = level.to(self.device)
+
+    def _start_levels(self, where: torch.Tensor, key: torch.Tensor) -> None:
+        """Instances `where` ([E] bool) start their next level: the task's, or a drawn training level.
+
+        Args:
+            where: the instances being reset.
+            key: [E] random 64-bit draws (a training level is drawn from them).
+
+        """
+        index = where.nonzero()[:, 0]
+        if len(index) == 0:
+            return
+        train = self.train_levels.to(self.device)
+        drawn = train[((key[index] >> 1) & ((1 << 62) - 1)) % len(train)]
+        levels = torch.where(self.next_level[index] >= 0, self.next_level[index], drawn)
+        self.level[index] = levels
+        self._place(index, levels)
+
+    def _place(self, index: torch.Tensor, levels: torch.Tensor) -> None:
+        """Lay out `levels` in the instances `index`: apple cells, spawn points, the game's own cells.
+
+        Only the instances being reset are touched, all at once (no loop over them).
+        """
+        layouts = self._generate(levels)
+        apples, k = layouts.apples, len(self.apple_cells)
+        self.apple_at[:, index] = apples.t()
+        self.spawn_at[:, index] = layouts.spawns.t()
+        table = self._slot_table.view(self.num_envs, self.grid.size)
+        rows = torch.full((len(index), self.grid.size), k, dtype=torch.long, device=self.device)
+        rows.scatter_(1, apples, torch.arange(k, device=self.device).expand_as(apples))
+        table[index] = rows
+        self._place_game(index, layouts)
+
+    def _generate(self, levels: torch.Tensor) -> Any:
+        """The layouts of `levels`: `apples` [k, K] and `spawns` [k, S] (flat cells), and the game's own."""
+        raise NotImplementedError
+
+    def _place_game(self, index: torch.Tensor, layouts: Any) -> None:
+        """Put a game's own per-instance cells of `layouts` in the instances `index`."""
+
+    def load_levels(self) -> None:
+        """Lay out every instance's current level again (after a checkpoint restored `level`)."""
+        if self.levels_on:
+            self._place(torch.arange(self.num_envs, device=self.device), self.level)
 
     def _reset_agents(self) -> None:
-        """Agents back at their spawn points (drawing new ones on random-spawn maps), time 0."""
+        """Agents back at their spawn points (drawing new ones on random-spawn maps), time 0.
+
+        With procedural levels every instance first starts its next level (one draw each).
+        """
+        if self.levels_on:
+            key = self.rng.bits(1, instance_last=True)[0]
+            self._start_levels(torch.ones(self.num_envs, dtype=torch.bool, device=self.device), key)
         key = self.rng.bits(len(self._spawn_cells), instance_last=True) if self._random_spawn else None
         self.pos = self._spawn_positions(key).clone()
         self.t = torch.zeros_like(self.t)
@@ -600,7 +709,10 @@ class GridGame(BatchedEnv):
         """
         target = self.pos + self._deltas.take(actions)
         pos = self.pos = resolve_moves(self.pos, target, self.grid.wall, move_key)
-        slot = self._apple_slot.take(pos)  # [A, E]
+        if self.levels_on:
+            slot = self._slot_table.take(pos + self._slot_offset)  # [A, E], each instance's own
+        else:
+            slot = self._apple_slot.take(pos)  # [A, E]
         apple = torch.cat([apple, apple.new_zeros(1, self.num_envs)])
         eaten = apple.gather(0, slot)
         blocked = apple.scatter(0, slot, True)[:-1]
@@ -615,7 +727,12 @@ class GridGame(BatchedEnv):
         return reward, fired
 
     def _finish(
-        self, reward: torch.Tensor, terminated: torch.Tensor, info: dict, spawn_key: torch.Tensor
+        self,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+        info: dict,
+        spawn_key: torch.Tensor,
+        level_key: torch.Tensor | None = None,
     ) -> TimeStep:
         """The step's `TimeStep`, restarting the instances whose episode ended.
 
@@ -624,11 +741,14 @@ class GridGame(BatchedEnv):
             terminated: [E] episodes that reached their horizon.
             info: the step's counters.
             spawn_key: the step's random draw for new spawn positions.
+            level_key: [1, E] the step's random draw for a new level (procedural levels only).
         """
         obs = self._observe()
         final_obs = None
         if terminated.any():
             final_obs = obs
+            if self.levels_on:
+                self._start_levels(terminated, level_key[0])
             self._restart(terminated)
             self.pos = torch.where(terminated, self._spawn_positions(spawn_key), self.pos)
             self.t = torch.where(terminated, 0, self.t)
@@ -667,5 +787,6 @@ class GridGame(BatchedEnv):
         return {key: value.clone() for key, value in super().state_dict().items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore (copies of) what `state_dict` returned."""
+        """Restore (copies of) what `state_dict` returned; with levels, lay out each instance's level."""
         super().load_state_dict({k: v.to(self.device).clone() for k, v in state.items()})
+        self.load_levels()

@@ -50,6 +50,15 @@ point):
   the punishment beam always fires up (toward row 0), the 15 x 15 window is
   not rotated, and observations are binary planes, not RGB.
 
+Procedural levels (`levels: {train: "0-999", test: "10000-10099"}`; default
+None, the map's own layout): every instance runs its own layout of the
+chosen map, generated from an integer level id (`incentive.envs.grid_levels`:
+round patches of apple cells, each able to regrow, and the spawn points).
+Task `level` (per instance, adopted at its next reset; a test level is
+refused); without a task each reset draws a training level from the
+instance's own stream (one extra draw per step). `level_difficulty`: the
+number of patches.
+
 Rules within a step, in this order:
 
 1. Moves (`incentive.envs.gridworld.resolve_moves`): a move into a wall is a
@@ -98,6 +107,7 @@ import torch
 from pydantic import Field
 
 from incentive.envs.base import EnvParams, TimeStep
+from incentive.envs.grid_levels import HarvestLayouts, harvest_layouts
 from incentive.envs.gridworld import GridGame, GridMap, GridParams, split_draws, uniform
 
 __all__ = ["HARVEST_MAPS", "Harvest", "HarvestMap", "HarvestParams"]
@@ -216,12 +226,40 @@ class Harvest(GridGame):
             ("apple", len(self.apple_cells)),
             ("move_key", self.num_agents),
             ("spawn_key", len(self._spawn_cells) if self._random_spawn else 0),
+            ("level_key", 1 if self.levels_on else 0),
         )
         self._num_draws = sum(n for _, n in self._draw_layout)
 
         # state, instance last (`pos` [A, E] and `t` [E] come from GridGame): an apple per
         # apple cell [K, E]
         self.apple = torch.ones(len(self.apple_cells), num_envs, dtype=torch.bool, device=device)
+        # procedural levels: each instance's neighbour slots [8 * K, E] (neighbour first)
+        self._neighbours_at = (
+            self._neighbours[:, None].expand(-1, num_envs).clone() if self.levels_on else None
+        )
+        span = torch.arange(-1, 2, device=device)
+        block = (span[:, None] * self.grid.padded_width + span[None, :]).flatten()
+        self._block = block[block != 0]  # [8] flat offsets of the 3 x 3 block, centre left out
+
+    # --- procedural levels -------------------------------------------------
+
+    def _generate(self, levels: torch.Tensor) -> HarvestLayouts:
+        return harvest_layouts(
+            levels.to(self.device),
+            self.interior,
+            apple_cells=len(self.apple_cells),
+            spawns=len(self._spawn_cells),
+        )
+
+    def _place_game(self, index: torch.Tensor, layouts: HarvestLayouts) -> None:
+        table = self._slot_table.view(self.num_envs, self.grid.size)[index]  # [k, N]
+        around = layouts.apples[:, None, :] + self._block[None, :, None]  # [k, 8, K]
+        slots = table.gather(1, around.flatten(1))  # [k, 8 * K], neighbour first
+        self._neighbours_at[:, index] = slots.t()
+
+    def level_difficulty(self, levels: torch.Tensor) -> torch.Tensor:
+        """[K] float64: a level's number of patches (more, smaller patches are easier to eat bare)."""
+        return self._generate(levels).patches.double().cpu()
 
     def _draw(self) -> dict[str, torch.Tensor]:
         """Draw the step's random numbers: the same count per instance every step.
@@ -256,7 +294,10 @@ class Harvest(GridGame):
         reward, fired = self._punish(reward, actions)
 
         # 4. regrowth, from the apples in the 3 x 3 block after eating
-        around = apple.index_select(0, self._neighbours).view(8, -1, num_envs).sum(0)
+        if self.levels_on:
+            around = apple.gather(0, self._neighbours_at).view(8, -1, num_envs).sum(0)
+        else:
+            around = apple.index_select(0, self._neighbours).view(8, -1, num_envs).sum(0)
         p_grow = self._regrowth.take(around.clamp_(max=3))  # [K, E]
         self.apple = apple[:-1] | (~blocked & (draws["apple"] < p_grow))
 
@@ -272,11 +313,12 @@ class Harvest(GridGame):
             "final_apple_stock": counts[2],
         }
 
-        return self._finish(reward, terminated, info, draws["spawn_key"])
+        return self._finish(reward, terminated, info, draws["spawn_key"], draws["level_key"])
 
     def _restart(self, done: torch.Tensor) -> None:
         """Regrow every apple of the finished instances."""
         self.apple = self.apple | done
 
     def _observe(self) -> dict[str, torch.Tensor]:
-        return dict(zip(self.possible_agents, self._windows(self.pos, self.apple), strict=True))
+        windows = self._windows(self.pos, self.apple, self.apple_at if self.levels_on else None)
+        return dict(zip(self.possible_agents, windows, strict=True))

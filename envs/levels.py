@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["MAX_LEVEL", "LevelRanges", "parse_levels"]
+__all__ = ["MAX_LEVEL", "LevelRanges", "level_task", "parse_levels", "whole_numbers"]
 
 MAX_LEVEL = 2**31 - 1
 """The largest level id a generator accepts."""
@@ -85,3 +85,43 @@ class LevelRanges(BaseModel):
     def test_ids(self) -> torch.Tensor | None:
         """[M] test level ids, or None."""
         return None if self.test is None else parse_levels(self.test, field="levels.test")
+
+
+def whole_numbers(value: torch.Tensor, key: str, *, rounded: bool = False) -> torch.Tensor:
+    """A task's whole numbers [E] long; floats must be whole unless `rounded` (then rounded half to even).
+
+    Raises:
+        ValueError: naming the task key: not one value per instance, or not whole.
+
+    """
+    if value.dim() != 1:
+        raise ValueError(f"task {key!r}: expected shape (E,), got {tuple(value.shape)}")
+    if value.is_floating_point():
+        if rounded:
+            value = value.round()
+        elif not bool((value == value.round()).all()):
+            raise ValueError(f"task {key!r}: expected whole numbers, got {value.tolist()[:8]}")
+    return value.long()
+
+
+def level_task(value: torch.Tensor, *, test_levels: torch.Tensor | None, allow_test: bool) -> torch.Tensor:
+    """A `level` task checked: [E] long level ids within the generator's bounds, none held out.
+
+    Args:
+        value: the task's [E] level ids.
+        test_levels: the env's held-out levels, or None.
+        allow_test: the evaluator's own env may run test levels.
+
+    Raises:
+        ValueError: a level outside 0..MAX_LEVEL, or a held-out test level.
+
+    """
+    level = whole_numbers(value, "level")
+    if bool(((level < 0) | (level > MAX_LEVEL)).any()):
+        raise ValueError(f"task 'level': level ids must lie in 0..{MAX_LEVEL}, got {level.tolist()[:8]}")
+    if test_levels is not None and not allow_test:
+        held_out = torch.isin(level, test_levels.to(level.device))
+        if bool(held_out.any()):
+            bad = int(level[held_out][0])
+            raise ValueError(f"task 'level': level {bad} is a held-out test level (env.params.levels.test)")
+    return level.clone()

@@ -48,7 +48,7 @@ import torch
 from pydantic import Field, model_validator
 
 from incentive.envs.base import BatchedEnv, EnvParams, TimeStep
-from incentive.envs.levels import MAX_LEVEL, LevelRanges
+from incentive.envs.levels import LevelRanges, level_task, whole_numbers
 from incentive.envs.random import InstanceRandom
 
 __all__ = ["Layouts", "Navigation", "NavigationParams", "generate_layouts"]
@@ -170,20 +170,11 @@ class Navigation(BatchedEnv):
         super().set_task(task)
         p = self.params
         if "level" in task:
-            level = self._integers(task["level"], "level")
-            if bool(((level < 0) | (level > MAX_LEVEL)).any()):
-                raise ValueError(
-                    f"task 'level': level ids must lie in 0..{MAX_LEVEL}, got {level.tolist()[:8]}"
-                )
-            held_out = self.test_levels is not None and not self.allow_test_levels
-            if held_out and bool(torch.isin(level, self.test_levels).any()):
-                bad = int(level[torch.isin(level, self.test_levels)][0])
-                raise ValueError(
-                    f"task 'level': level {bad} is a held-out test level (env.params.levels.test)"
-                )
-            self.next_level = level.clone()
+            self.next_level = level_task(
+                task["level"], test_levels=self.test_levels, allow_test=self.allow_test_levels
+            )
         if "size" in task:
-            size = self._integers(task["size"], "size", rounded=True)  # a schedule may interpolate it
+            size = whole_numbers(task["size"], "size", rounded=True)  # a schedule may interpolate it
             if bool(((size != 0) & ((size < p.min_size) | (size > p.max_size))).any()):
                 raise ValueError(
                     f"task 'size': sizes must lie in {p.min_size}..{p.max_size} (min_size..max_size), "
@@ -191,18 +182,6 @@ class Navigation(BatchedEnv):
                     f"got {sorted(set(size.tolist()))[:8]}"
                 )
             self.next_size = size.clone()
-
-    @staticmethod
-    def _integers(value: torch.Tensor, key: str, *, rounded: bool = False) -> torch.Tensor:
-        """Whole numbers [E] long; floats must be whole unless `rounded` (then rounded half to even)."""
-        if value.dim() != 1:
-            raise ValueError(f"task {key!r}: expected shape (E,), got {tuple(value.shape)}")
-        if value.is_floating_point():
-            if rounded:
-                value = value.round()
-            elif not bool((value == value.round()).all()):
-                raise ValueError(f"task {key!r}: expected whole numbers, got {value.tolist()[:8]}")
-        return value.long()
 
     def level_difficulty(self, levels: torch.Tensor) -> torch.Tensor:
         """[K] float64: the number of walls (doors to pass) of each level at its own size."""

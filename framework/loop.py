@@ -255,6 +255,7 @@ class Training:
             returns=returns,
             learn_mask=buffers["policy_mask"],
             acting=buffers["acting"],
+            entropy=buffers["entropy"],
         )
         self.hooks.call("incentive_update_curriculum", run=self.context, rollout=rollout)
 
@@ -309,6 +310,7 @@ class Training:
             "actions": torch.empty(steps, e, a, dtype=torch.long),
             "logprobs": torch.empty(steps, e, a),
             "values": torch.empty(steps, e, a),
+            "entropy": torch.empty(steps, e, a),
             "reward": torch.empty(steps, e, a),
             "incentive": torch.empty(steps, e, a),
             "done": torch.empty(steps, e),
@@ -323,7 +325,7 @@ class Training:
             ts = self.ts
             features = self.learner.features(ts.obs, self.agents)
             mask = self.learner.action_mask(ts.action_mask, self.agents)
-            actions, logprobs, values = self.learner.act(features, mask)
+            actions, logprobs, values, entropy = self.learner.act(features, mask)
             actions = self._opponent_actions(actions)
             learner_seats = self.seats == LEARNER
             nxt = self.env.step(actions)
@@ -359,6 +361,7 @@ class Training:
             buf["actions"][t] = actions
             buf["logprobs"][t] = logprobs
             buf["values"][t] = values
+            buf["entropy"][t] = entropy
             buf["reward"][t] = nxt.reward
             buf["incentive"][t] = target
             buf["done"][t] = nxt.done
@@ -553,12 +556,34 @@ class Training:
         self.seats = state["seats"]
         self.next_seats = state["next_seats"]
         self.episode = state["episode"]
-        self.context.tasks.load_state_dict(state["tasks"])
+        self.context.tasks.load_state_dict(self._saved_tasks(state))
         for plugin, plugin_state in state["plugins"].items():
             self.hooks.call_plugin(plugin, "incentive_load_state_dict", run=self.context, state=plugin_state)
         self.metrics_file.truncate(state["metrics_lines"])
         self.perf_file.truncate(state["perf_lines"])
         return state["iteration"]
+
+    def _saved_tasks(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint's task state; one written before per-instance tasks existed has none.
+
+        Such a run never set a task (nothing could), so no task is the exact state, unless the
+        recipe now has a curriculum: its tasks cannot be recovered, and resuming would not
+        continue the run that was saved.
+
+        Raises:
+            IncentiveError: no task state and a curriculum in the recipe.
+
+        """
+        if "tasks" in state:
+            return state["tasks"]
+        if self.recipe.curriculum is not None:
+            raise IncentiveError(
+                f"{self.run_dir / CHECKPOINT}: the checkpoint has no 'tasks' entry (it was written "
+                "before per-instance tasks existed), so the state of the recipe's curriculum "
+                f"({self.recipe.curriculum.plugin!r}) cannot be restored; start the run afresh "
+                "instead of resuming it"
+            )
+        return {"current": {}, "pending": {}}
 
     def _run_end(self, status: str) -> None:
         try:

@@ -347,11 +347,16 @@ class PPO:
     @torch.no_grad()
     def act(
         self, features: torch.Tensor, mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample actions for every seat: (actions, log-probs, values), each [E, A]."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample actions for every seat: (actions, log-probs, values, policy entropies), each [E, A].
+
+        The entropy (nats, of the masked policy) is what PLR's `policy_entropy` score reads.
+        """
         logits = _masked_logits(self.net.logits(features), mask)
         actions, logprob = sample_actions(logits, self.generator)
-        return actions, logprob, self.net.value(features)
+        log_p = torch.log_softmax(logits, -1)
+        entropy = -(log_p.exp() * log_p).sum(-1)
+        return actions, logprob, self.net.value(features), entropy
 
     @torch.no_grad()
     def value(self, features: torch.Tensor) -> torch.Tensor:

@@ -50,11 +50,15 @@ Helpers for curricula (all vectorised, no loop over instances):
   curriculum (PLR, learning progress) chooses among, as key -> [N] values:
   the env's training levels by default, or an explicit list of values per
   key (say, opponent ids or values of `incentives.0.params.s`).
+- `CandidateTasks.for_run(run, candidates)`: the same table for a run, with
+  the env's difficulty rating of each candidate level (where it rates them),
+  the task of chosen candidate indices, and their mean difficulty metric.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -62,6 +66,7 @@ from pydantic import BaseModel
 
 __all__ = [
     "OPPONENT",
+    "CandidateTasks",
     "TaskState",
     "candidate_tasks",
     "episode_returns",
@@ -390,3 +395,48 @@ def candidate_tasks(
         dtype = torch.float64 if kind == "plugin" else None
         table[key] = torch.tensor(values, dtype=dtype)
     return table
+
+
+@dataclass
+class CandidateTasks:
+    """The N candidate tasks of a sampling curriculum, and the env's difficulty of each.
+
+    Attributes:
+        table: key -> [N] values (candidate n is column n).
+        difficulty: [N] float64 difficulty of each candidate level, where the
+            env rates its levels (`level_difficulty`) and the candidates are
+            levels; else None.
+
+    """
+
+    table: dict[str, torch.Tensor]
+    difficulty: torch.Tensor | None
+
+    @classmethod
+    def for_run(cls, run: Any, candidates: dict[str, list[float]] | None) -> CandidateTasks:
+        """The candidates of a run (`curriculum.params.candidates`, or the env's training levels).
+
+        Raises:
+            ValueError: naming the field 'curriculum.params.candidates' (see `candidate_tasks`).
+
+        """
+        try:
+            table = candidate_tasks(run.tasks, run.env, candidates)
+        except ValueError as exc:
+            raise ValueError(f"field 'curriculum.params.candidates': {exc}") from None
+        rate = getattr(run.env, "level_difficulty", None)
+        difficulty = rate(table["level"]) if rate is not None and "level" in table else None
+        return cls(table=table, difficulty=difficulty)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.table.values())))
+
+    def task(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The task giving instance e candidate `index[e]`: key -> [E] values."""
+        return {key: values[index] for key, values in self.table.items()}
+
+    def difficulty_metric(self, index: torch.Tensor) -> dict[str, float]:
+        """`curriculum/level_difficulty`: mean difficulty of the chosen candidates (none if unrated/unset)."""
+        if self.difficulty is None or not bool((index >= 0).all()):
+            return {}
+        return {"curriculum/level_difficulty": float(self.difficulty[index].double().mean())}

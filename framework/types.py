@@ -122,6 +122,8 @@ class Rollout:
         acting: [T, E, A] bool, the seats whose action counted at step t (turn-based games:
             the acting seat; simultaneous games: every seat); a sampler that trains its own
             opponents (the league's exploiters) masks their samples with it.
+        entropy: [T, E, A] entropy (nats) of the learner's policy at each step (None when the
+            caller has none; PLR's `policy_entropy` score needs it).
 
     """
 
@@ -133,6 +135,7 @@ class Rollout:
     returns: torch.Tensor
     learn_mask: torch.Tensor
     acting: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
 
 
 class Policy(Protocol):

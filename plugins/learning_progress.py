@@ -43,7 +43,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from incentive import hookimpl
-from incentive.tasks import candidate_tasks, episode_returns, step_values
+from incentive.tasks import CandidateTasks, episode_returns, step_values
 
 __all__ = ["LearningProgress", "progress_distribution"]
 
@@ -86,19 +86,13 @@ class LearningProgress:
 
     def __init__(self, params: Params) -> None:
         self.params = params
-        self.table: dict[str, torch.Tensor] = {}
-        self.difficulty: torch.Tensor | None = None
+        self.candidates: CandidateTasks | None = None
 
     @hookimpl
     def incentive_setup(self, run) -> None:
         """Build the candidate tasks and their success averages."""
-        try:
-            self.table = candidate_tasks(run.tasks, run.env, self.params.candidates)
-        except ValueError as exc:
-            raise ValueError(f"field 'curriculum.params.candidates': {exc}") from None
-        n = len(next(iter(self.table.values())))
-        rate = getattr(run.env, "level_difficulty", None)
-        self.difficulty = rate(self.table["level"]) if rate is not None and "level" in self.table else None
+        self.candidates = CandidateTasks.for_run(run, self.params.candidates)
+        n = len(self.candidates)
         self.fast_rate = torch.zeros(n, dtype=torch.float64)
         self.slow_rate = torch.zeros(n, dtype=torch.float64)
         self.episodes = torch.zeros(n, dtype=torch.long)
@@ -113,7 +107,7 @@ class LearningProgress:
         self.pending = torch.multinomial(weights, run.num_envs, replacement=True, generator=run.generator)
         if run.global_step == 0:  # the run starts at a boundary: these tasks start now
             self.running = self.pending.clone()
-        return {key: values[self.pending] for key, values in self.table.items()}
+        return self.candidates.task(self.pending)
 
     @hookimpl
     def incentive_update_curriculum(self, run, rollout) -> None:
@@ -149,8 +143,7 @@ class LearningProgress:
         }
         if bool(tried.any()):
             metrics["curriculum/lp/success_fast"] = float(self.fast_rate[tried].mean())
-        if self.difficulty is not None and bool((self.pending >= 0).all()):
-            metrics["curriculum/level_difficulty"] = float(self.difficulty[self.pending].double().mean())
+        metrics.update(self.candidates.difficulty_metric(self.pending))
         return metrics
 
     @hookimpl

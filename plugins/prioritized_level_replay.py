@@ -11,6 +11,7 @@ seen one, chosen by how much the learner can still learn there.
   iteration's rollout, the mean over steps and learning seats of
       value_l1:            |A_t|              (GAE advantage; default)
       positive_value_loss: max(A_t, 0)
+      policy_entropy:      H(pi(. | o_t)) = -sum_a pi(a | o_t) log pi(a | o_t)
   and S_i <- (1 - alpha) S_i + alpha * score (alpha = 1: the newest score).
 - Score prioritisation (rank transform, temperature beta = 0.1):
       h_i = (1 / rank_i)^(1 / beta),  rank 1 = highest score,
@@ -35,12 +36,15 @@ Choices made (where a batched run differs from the official code):
 - A level's score covers every step it was played in the iteration,
   finished or not (the official code carries unfinished episodes over to
   the next rollout). Several instances on one level: their scores are
-  averaged. Policy-entropy scoring needs the policy's logits, which the
-  rollout does not carry: not offered.
+  averaged.
+- `policy_entropy` is in nats; the official code divides it by the largest
+  entropy log(n) of its n actions. A constant factor changes neither the
+  ranks nor the power transform's P_S (S^(1/beta) scales every h alike), so
+  only the reported `score_*` metrics differ by that factor.
 - Rank ties go to the lower level index; if every seen level has staleness
   0, P_C is 0 and P is renormalised.
 
-Parameters: `strategy` (value_l1 | positive_value_loss), `score_transform`
+Parameters: `strategy` (value_l1 | positive_value_loss | policy_entropy), `score_transform`
 (rank | power), `temperature` (beta, 0.1), `staleness_coef` (0.1),
 `min_seen_fraction` (1.0), `alpha` (1.0), `candidates` (default: the env's
 training levels; or key -> list of values, e.g. opponent ids or values of an
@@ -62,9 +66,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from incentive import hookimpl
-from incentive.tasks import candidate_tasks, step_values
+from incentive.tasks import CandidateTasks, step_values
 
-__all__ = ["PrioritizedLevelReplay", "level_scores", "replay_distribution"]
+__all__ = ["PrioritizedLevelReplay", "level_scores", "replay_distribution", "step_scores"]
 
 
 def rank_weights(scores: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -132,6 +136,29 @@ def level_scores(
     return torch.where(played, sums / counts.clamp(min=1), torch.zeros_like(sums)), played
 
 
+def step_scores(rollout: Any, strategy: str) -> torch.Tensor:
+    """[T, E] score of every step: the strategy's per-seat score, averaged over learning seats.
+
+    NaN where no seat learned (the step does not count).
+
+    Raises:
+        ValueError: `policy_entropy` asked of a rollout without policy entropies.
+
+    """
+    if strategy == "value_l1":
+        per_seat = rollout.advantages.abs()
+    elif strategy == "positive_value_loss":
+        per_seat = rollout.advantages.clamp(min=0)
+    else:
+        entropy = getattr(rollout, "entropy", None)
+        if entropy is None:
+            raise ValueError("strategy 'policy_entropy' needs the policy's entropies in the rollout")
+        per_seat = entropy
+    mask = rollout.learn_mask.to(per_seat.dtype)
+    count = mask.sum(-1)
+    return torch.where(count > 0, (per_seat * mask).sum(-1) / count.clamp(min=1), float("nan"))
+
+
 class PrioritizedLevelReplay:
     """Replays the levels with the highest learning potential, by score rank and staleness."""
 
@@ -141,8 +168,9 @@ class PrioritizedLevelReplay:
         """Parameters of prioritized level replay (the official code's README settings)."""
 
         model_config = ConfigDict(extra="forbid")
-        strategy: Literal["value_l1", "positive_value_loss"] = Field(
-            "value_l1", description="Level score: mean |GAE advantage| or mean positive advantage."
+        strategy: Literal["value_l1", "positive_value_loss", "policy_entropy"] = Field(
+            "value_l1",
+            description="Level score: mean |GAE advantage|, mean positive advantage or mean policy entropy.",
         )
         score_transform: Literal["rank", "power"] = Field(
             "rank", description="Score prioritisation: (1/rank)^(1/beta) or score^(1/beta)."
@@ -164,19 +192,13 @@ class PrioritizedLevelReplay:
 
     def __init__(self, params: Params) -> None:
         self.params = params
-        self.table: dict[str, torch.Tensor] = {}
-        self.difficulty: torch.Tensor | None = None
+        self.candidates: CandidateTasks | None = None
 
     @hookimpl
     def incentive_setup(self, run) -> None:
         """Build the candidate levels and their bookkeeping."""
-        try:
-            self.table = candidate_tasks(run.tasks, run.env, self.params.candidates)
-        except ValueError as exc:
-            raise ValueError(f"field 'curriculum.params.candidates': {exc}") from None
-        n = len(next(iter(self.table.values())))
-        rate = getattr(run.env, "level_difficulty", None)
-        self.difficulty = rate(self.table["level"]) if rate is not None and "level" in self.table else None
+        self.candidates = CandidateTasks.for_run(run, self.params.candidates)
+        n = len(self.candidates)
         self.scores = torch.zeros(n, dtype=torch.float64)
         self.seen = torch.zeros(n, dtype=torch.bool)
         self.last_start = torch.zeros(n, dtype=torch.long)  # C_i
@@ -220,17 +242,13 @@ class PrioritizedLevelReplay:
         if run.global_step == 0:  # the run starts at a boundary: these levels start now
             self.running = self.pending.clone()
             self._started(self.pending)
-        return {key: values[self.pending] for key, values in self.table.items()}
+        return self.candidates.task(self.pending)
 
     @hookimpl
     def incentive_update_curriculum(self, run, rollout) -> None:
         """Score the levels played in the rollout; note which pending levels started."""
         done = rollout.done.bool()
-        adv = rollout.advantages
-        per_seat = adv.abs() if self.params.strategy == "value_l1" else adv.clamp(min=0)
-        mask = rollout.learn_mask.to(per_seat.dtype)
-        count = mask.sum(-1)
-        per_step = torch.where(count > 0, (per_seat * mask).sum(-1) / count.clamp(min=1), float("nan"))
+        per_step = step_scores(rollout, self.params.strategy)
         levels = step_values(self.running, self.pending, done)
         score, played = level_scores(per_step, levels, num_levels=len(self.scores))
         a = self.params.alpha
@@ -259,8 +277,7 @@ class PrioritizedLevelReplay:
                     "curriculum/plr/score_max": float(seen.max()),
                 }
             )
-        if self.difficulty is not None and bool((self.pending >= 0).all()):
-            metrics["curriculum/level_difficulty"] = float(self.difficulty[self.pending].double().mean())
+        metrics.update(self.candidates.difficulty_metric(self.pending))
         return metrics
 
     @hookimpl

@@ -189,3 +189,43 @@ def test_plot_of_an_arm_whose_runs_share_no_step(capsys, tmp_path: Path):
     assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "x.png")]) == 0
     assert "2 run(s) in 1 arm(s)" in capsys.readouterr().out
     assert png_size(tmp_path / "x.png") == (400, 300)
+
+
+def test_reproductions_windows_curves_and_conditional_crossings_by_hand(tmp_path: Path):
+    reproductions = load_reproductions()
+    # two seeds, 10 iterations each at steps 128 ... 1280
+    runs = [
+        write_run(tmp_path / "runs" / "a0", [float(i) for i in range(10)], seed=0),
+        write_run(tmp_path / "runs" / "a1", [10.0 + i for i in range(10)], seed=1),
+    ]
+    arm = group_runs(load_runs([str(tmp_path / "runs")]))[0]
+    assert [run.path for run in arm.runs] == runs
+    # the window (30%, 40%] of 1280 steps holds step 512 only (iteration 4: values 3 and 13)
+    cut = reproductions.window_run(arm.runs[0], 0.3, 0.4)
+    assert [line["train/global_step"] for line in cut.lines] == [512]
+    experiment = reproductions.Experiment(
+        arms=[], metrics=["collective_return"], windows=[("early", 0.3, 0.4), ("late", 0.8, 1.0)],
+        curve="collective_return",
+    )  # fmt: skip
+    result = reproductions.ArmResult(runs=arm)
+    lines = reproductions.window_table(experiment, [result]).splitlines()
+    early, late = (line.split(" | ") for line in lines[2:4])
+    assert early[2].strip() == "3.00 13.00" and early[3].strip().startswith("8.000 [3.000, 13.000]")
+    # late: steps 1152 and 1280 (values 8, 9 and 18, 19): means 8.5 and 18.5
+    assert late[2].strip() == "8.50 18.50" and late[3].strip().startswith("13.500")
+    # the curve: the last value at or before 20%, 40%, ... of the steps (256: 1 and 11, 512: 3 and 13, ...)
+    curve = reproductions.curve_table(experiment, [result]).splitlines()[2].split(" | ")
+    assert [cell.strip().split(" ")[0] for cell in curve[1:]] == [
+        "6.000",
+        "8.000",
+        "10.000",
+        "12.000",
+        "14.000",
+    ]
+    # a crossing counts only where the `when` metric is high enough
+    lines_ = [
+        {"train/global_step": 100 * i, "seconds": i, "designer/x": i, "stage": i // 5} for i in range(10)
+    ]
+    assert reproductions.first_crossing(lines_, "x", 2.0) == (200, 2)
+    assert reproductions.first_crossing(lines_, "x", 2.0, when=("stage", 1.0)) == (500, 5)
+    assert reproductions.first_crossing(lines_, "x", 20.0, when=("stage", 1.0)) is None

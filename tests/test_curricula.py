@@ -144,6 +144,43 @@ def test_plr_positive_value_loss_and_alpha():
     assert plugin.scores.tolist() == [0.0, 2.5]
 
 
+def test_plr_policy_entropy_scores_by_hand():
+    run = make_run(2, levels=3)
+    plugin = plr(run, strategy="policy_entropy")
+    plugin.running = torch.tensor([0, 2])
+    plugin.pending = torch.tensor([1, 2])
+    # two actions: pi = (1/2, 1/2) -> H = ln 2; pi = (1, 0) -> H = 0; pi = (1/4, 3/4) -> H below
+    h_quarter = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    entropy = torch.tensor(
+        [
+            [[math.log(2), 0.0], [h_quarter, h_quarter]],
+            [[0.0, 0.0], [math.log(2), math.log(2)]],
+            [[math.log(2), math.log(2)], [0.0, 0.0]],
+        ]
+    )
+    data = rollout(torch.zeros(3, 2, 2).tolist(), [[0, 0], [1, 0], [0, 0]])
+    data.entropy = entropy
+    plugin.incentive_update_curriculum(run, data)
+    # instance 0: level 0 on steps 0-1 (means ln2/2 and 0), level 1 on step 2 (ln 2);
+    # instance 1: level 2 on all three steps (h_quarter, ln 2, 0)
+    expected = [math.log(2) / 4, math.log(2), (h_quarter + math.log(2)) / 3]
+    torch.testing.assert_close(plugin.scores, torch.tensor(expected, dtype=torch.float64))
+    # the seats that did not learn do not count
+    plugin.running = torch.tensor([0, 0])
+    data.learn_mask = torch.tensor([[True, False]]).expand(3, 2, 2)
+    plugin.incentive_update_curriculum(run, data)
+    # level 0 now: instance 0 steps 0-1 (ln 2, 0), instance 1 steps 0-2 (h_quarter, ln 2, 0)
+    expected[0] = (math.log(2) + h_quarter + math.log(2)) / 5
+    assert plugin.scores[0].item() == pytest.approx(expected[0], rel=1e-6)  # float32 entropies
+
+
+def test_plr_policy_entropy_needs_entropies_in_the_rollout():
+    run = make_run(1, levels=2)
+    plugin = plr(run, strategy="policy_entropy")
+    with pytest.raises(ValueError, match="policy_entropy"):
+        plugin.incentive_update_curriculum(run, rollout([[1.0]], [[0]]))
+
+
 def test_plr_draws_unseen_levels_until_the_minimum_seen_fraction():
     run = make_run(1000, levels=10)
     plugin = plr(run)  # min_seen_fraction 1.0 (the official default)
@@ -370,3 +407,72 @@ def test_schedule_stages_before_the_last_need_a_condition():
         Schedule.Params(stages=[{"set": {"size": 5}}, {"set": {"size": 6}}])
     with pytest.raises(ValueError, match="needs over_steps"):
         Schedule.Params(stages=[{"set": {"size": 5}, "interpolation": "linear"}])
+
+
+# --- checkpoints written before per-instance tasks ------------------------------
+
+
+def _cut_run_without_tasks(tmp_path, data, run_id):
+    """Train 2 of 4 iterations, drop the checkpoint's 'tasks' entry, and give the run its 4 back."""
+    from incentive.checkpoint import load_checkpoint, save_checkpoint
+    from incentive.recipe import validate_recipe
+    from incentive.runner import CHECKPOINT, RECIPE_FILE, start_run
+
+    short = {**data, "train": {**data["train"], "total_steps": 8 * 16 * 2}}
+    run_dir, _ = start_run(validate_recipe(short, source="test"), run_id=run_id)
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    del state["tasks"]
+    save_checkpoint(run_dir / CHECKPOINT, state)
+    recipe_file = run_dir / RECIPE_FILE
+    text = recipe_file.read_text().replace(f"total_steps: {8 * 16 * 2}", f"total_steps: {8 * 16 * 4}")
+    recipe_file.write_text(text)
+    return run_dir
+
+
+def test_a_checkpoint_without_tasks_resumes_as_a_run_that_never_set_one(tmp_path):
+    import json
+
+    from conftest import tiny_recipe_data
+
+    from incentive.recipe import validate_recipe
+    from incentive.runner import resume_run, start_run
+
+    data = tiny_recipe_data(tmp_path / "runs", train__total_steps=8 * 16 * 4)
+    whole, _ = start_run(validate_recipe(data, source="test"), run_id="whole")
+    cut = _cut_run_without_tasks(tmp_path, data, "cut")
+    resume_run(cut)
+    read = lambda d: [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert read(cut) == read(whole)
+
+
+def test_a_checkpoint_without_tasks_cannot_resume_a_curriculum(tmp_path):
+    from conftest import tiny_recipe_data
+
+    from incentive.errors import IncentiveError
+    from incentive.runner import resume_run
+
+    schedule = {"plugin": "schedule", "params": {"stages": [{"set": {"incentives.0.params.s": 1.0}}]}}
+    data = tiny_recipe_data(tmp_path / "runs", train__total_steps=8 * 16 * 4, curriculum=schedule)
+    cut = _cut_run_without_tasks(tmp_path, data, "cut")
+    with pytest.raises(IncentiveError, match=r"no 'tasks' entry.*'schedule'.*start the run afresh"):
+        resume_run(cut)
+
+
+def test_plr_policy_entropy_through_the_loop_reads_the_learner_entropies(tmp_path):
+    import json
+
+    from conftest import tiny_recipe_data
+
+    from incentive.recipe import validate_recipe
+    from incentive.runner import start_run
+
+    data = tiny_recipe_data(
+        tmp_path / "runs",
+        env={"id": "navigation", "num_envs": 8, "params": {"max_steps": 10, "levels": {"train": "0-9"}}},
+        incentives=[],
+        curriculum={"plugin": "prioritized_level_replay", "params": {"strategy": "policy_entropy"}},
+    )
+    run_dir, _ = start_run(validate_recipe(data, source="test"), run_id="entropy")
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    # a fresh policy over 5 actions is close to uniform: entropies just below ln 5
+    assert 0.9 * math.log(5) < lines[0]["curriculum/plr/score_p50"] <= math.log(5)

@@ -325,11 +325,14 @@ def test_action_mask_pads_small_action_space():
 def test_act_respects_padding():
     learner = make_ppo()
     feats = learner.features({"a": torch.zeros(500, 5), "b": torch.zeros(500, 3)}, AGENTS)
-    actions, logprob, values = learner.act(feats, learner.action_mask(None, AGENTS))
+    actions, logprob, values, entropy = learner.act(feats, learner.action_mask(None, AGENTS))
     assert actions.shape == (500, 2) and logprob.shape == (500, 2) and values.shape == (500, 2)
     assert (actions[:, 0] < 2).all()
     assert (actions[:, 1] >= 2).any()  # agent b does use its extra actions
     assert torch.isfinite(logprob).all()
+    # the entropy of the masked policy: agent a has 2 legal actions, b all 4 (near-uniform at init)
+    assert (entropy[:, 0] <= math.log(2) + 1e-6).all() and (entropy[:, 0] > 0.99 * math.log(2)).all()
+    assert (entropy[:, 1] > math.log(2) + 0.5).all() and (entropy[:, 1] <= math.log(4) + 1e-6).all()
 
 
 def _perturb_group(learner, group):
@@ -372,7 +375,7 @@ def make_batch(learner, n=16, seed=3, expand_mask=True):
     obs = {"a": torch.randn(n, 5, generator=g), "b": torch.randn(n, 3, generator=g)}
     feats = learner.features(obs, AGENTS)
     mask = learner.action_mask(None, AGENTS)  # [A, n]: padding only
-    actions, logprobs, values = learner.act(feats, mask)
+    actions, logprobs, values, _ = learner.act(feats, mask)
     if expand_mask:
         mask = mask.expand(n, -1, -1)  # [N, A, n], as the loop stores it
     advantages = torch.tensor([1.0, -1.0]).repeat(n)[: n * 2].reshape(n, 2)
