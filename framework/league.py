@@ -258,7 +258,7 @@ class TrainedOpponent:
         rows, features, mask = seated_inputs(self, self.agents, obs, action_mask, seats)
         if len(rows) == 0:
             return actions
-        chosen, logprobs, values = self.ppo.act(features, mask)
+        chosen, logprobs, values, _ = self.ppo.act(features, mask)
         actions[rows] = chosen
         t = (self.run.global_step - self.start_step) // seats.shape[0]
         full_mask = None if mask is None else mask.expand(len(rows), -1, -1)

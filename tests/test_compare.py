@@ -205,7 +205,7 @@ def test_reproductions_windows_curves_and_conditional_crossings_by_hand(tmp_path
     assert [line["train/global_step"] for line in cut.lines] == [512]
     experiment = reproductions.Experiment(
         arms=[], metrics=["collective_return"], windows=[("early", 0.3, 0.4), ("late", 0.8, 1.0)],
-        curve="collective_return",
+        curve_metric="collective_return",
     )  # fmt: skip
     result = reproductions.ArmResult(runs=arm)
     lines = reproductions.window_table(experiment, [result]).splitlines()
