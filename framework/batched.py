@@ -52,6 +52,7 @@ import math
 import re
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,17 @@ from incentive.sizes import check_sizes, episode_warnings
 from incentive.tasks import TaskState
 from incentive.types import LEARNER, RunContext
 
-__all__ = ["BATCH_CHECKPOINT", "BATCH_FILE", "BatchedTraining", "check_batchable", "parse_seeds"]
+__all__ = [
+    "BATCH_CHECKPOINT",
+    "BATCH_FILE",
+    "BatchPlan",
+    "BatchedTraining",
+    "check_batchable",
+    "parse_seeds",
+    "plan_batch",
+    "resume_seeds",
+    "start_seeds",
+]
 
 BATCH_CHECKPOINT = "batch_checkpoint.pt"
 BATCH_FILE = "batch.yaml"
@@ -153,6 +164,130 @@ def check_batchable(recipe: Recipe, pm: pluggy.PluginManager) -> None:
             )
 
 
+BATCHED_FIELDS = ("seed", "incentives", "log")
+"""Top-level recipe fields that may differ between batched trials (seeds, incentive params, logs)."""
+
+
+def _first_difference(a: Any, b: Any, path: str) -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _first_difference(x, y, f"{path}.{i}")
+            if found:
+                return found
+        return None
+    return None if a == b else path
+
+
+@dataclass
+class BatchPlan:
+    """How K trial recipes run as one: the union recipe, per-trial plugin on/off, per-instance params.
+
+    Attributes:
+        base: trial 0's recipe with the union of every trial's incentives (in recipe order).
+        plugins: per trial, the run names of its incentive plugins.
+        params: task key (`incentives.<i>.params.<field>`) -> per-trial value, for every
+            parameter that differs between trials (or belongs to a plugin some trial lacks).
+    """
+
+    base: Recipe
+    plugins: list[set[str]]
+    params: dict[str, list[float]]
+
+
+def plan_batch(recipes: list[Recipe]) -> BatchPlan:
+    """Check that the trial recipes can train as one batch, and plan it.
+
+    Raises:
+        RecipeError: naming the first field that differs and cannot be batched
+            (env, learner, rollout, budget, a plugin's non-per-instance parameter, ...).
+
+    """
+    from incentive.plugin_manager import available_plugins
+
+    first = recipes[0].model_dump(mode="json")
+    for recipe in recipes[1:]:
+        data = recipe.model_dump(mode="json")
+        rest = {k: v for k, v in data.items() if k not in BATCHED_FIELDS}
+        found = _first_difference({k: v for k, v in first.items() if k not in BATCHED_FIELDS}, rest, "")
+        if found is not None:
+            raise RecipeError(
+                f"{recipe.source}: field '{found}' differs between batched trials and cannot be batched "
+                "(trials in one batch share env, network, rollout, budget and run-wide plugins; only "
+                "seeds and per-instance incentive parameters may differ)"
+            )
+    # the union of the incentive entries, by run name, keeping every trial's order
+    union: list[tuple[str, dict[str, Any]]] = []
+    per_trial: list[dict[str, dict[str, Any]]] = []
+    for recipe in recipes:
+        named = dict(recipe.plugin_specs()[: len(recipe.incentives)])
+        entries = {name: spec.model_dump(mode="json") for name, spec in named.items()}
+        per_trial.append(entries)
+        names = [name for name, _ in union]
+        position = 0
+        for name, entry in entries.items():
+            if name in names:
+                if names.index(name) < position:
+                    raise RecipeError(
+                        f"{recipe.source}: field 'incentives': plugin {name!r} comes in another order than "
+                        "in other trials of the batch; batched trials need one plugin order"
+                    )
+                position = names.index(name) + 1
+            else:
+                union.insert(position, (name, entry))
+                names.insert(position, name)
+                position += 1
+    plugins = available_plugins()
+    params: dict[str, list[float]] = {}
+    for index, (name, entry) in enumerate(union):
+        present = [trial.get(name) for trial in per_trial]
+        info = plugins.get(entry["plugin"])
+        task_params = tuple(getattr(info.load(), "task_params", ()) or ()) if info is not None else ()
+        for other in present:
+            if other is not None and other["plugin"] != entry["plugin"]:
+                raise RecipeError(
+                    f"{recipes[0].source}: field 'incentives': the name {name!r} is plugin "
+                    f"{entry['plugin']!r} in one trial and {other['plugin']!r} in another; cannot be batched"
+                )
+            if other is not None:
+                found = _first_difference({**entry, "params": {}}, {**other, "params": {}}, "")
+                if found is not None:
+                    raise RecipeError(
+                        f"{recipes[0].source}: field 'incentives.{index}.{found}' differs between batched "
+                        "trials and cannot be batched"
+                    )
+        fields = sorted({key for other in present if other is not None for key in other["params"]})
+        for field in fields:
+            values = [other["params"].get(field) if other is not None else None for other in present]
+            given = [v for v in values if v is not None]
+            if all(v == given[0] for v in given) and None not in values:
+                continue
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in given)
+            if not numeric or field not in task_params:
+                if all(v == given[0] for v in given):
+                    continue  # the same everywhere it is on: nothing to vary
+                raise RecipeError(
+                    f"{recipes[0].source}: field 'incentives.{index}.params.{field}' differs between batched "
+                    f"trials, and plugin {entry['plugin']!r} cannot vary it per env instance (it accepts "
+                    f"{', '.join(task_params) or 'none'}); cannot be batched"
+                )
+            default = float(entry["params"].get(field, given[0]))
+            params[f"incentives.{index}.params.{field}"] = [
+                default if v is None else float(v) for v in values
+            ]
+    data = recipes[0].model_dump(mode="json")
+    data["incentives"] = [entry for _, entry in union]
+    from incentive.recipe import validate_recipe
+
+    base = validate_recipe(data, source=f"{recipes[0].source} (batch of {len(recipes)})")
+    return BatchPlan(base=base, plugins=[set(trial) for trial in per_trial], params=params)
+
+
 def _trial_plugins(recipe: Recipe, extra: list[tuple[str, Any]]) -> pluggy.PluginManager:
     """A trial's own plugins: its W&B logger (if any) and the caller's extras, no shaping plugins."""
     pm = make_plugin_manager(recipe)
@@ -164,15 +299,15 @@ def _trial_plugins(recipe: Recipe, extra: list[tuple[str, Any]]) -> pluggy.Plugi
 
 
 class BatchedTraining(Training):
-    """K trials of one recipe, differing in seed, trained as one batched training.
+    """K trials (designs and seeds) trained as one batched training.
 
     Reuses `Training`'s rollout, shaping and episode bookkeeping on K*E
     instances; reports, checkpoints and trial hooks are per trial.
 
     Args:
-        recipe: the validated recipe (its seed is ignored: `seeds` replace it).
-        seeds: S_0 .. S_{K-1}.
-        run_dirs: one run directory per seed (created if missing).
+        recipes: trial k's recipe (its seed, its incentive parameters); they
+            may differ only where `plan_batch` allows.
+        run_dirs: one run directory per trial (created if missing).
         extra_plugins: per trial, (name, plugin) pairs for that trial only
             (progress bars, search reporters).
 
@@ -180,15 +315,18 @@ class BatchedTraining(Training):
 
     def __init__(
         self,
-        recipe: Recipe,
+        recipes: list[Recipe],
         *,
-        seeds: list[int],
         run_dirs: list[Path],
         extra_plugins: list[list[tuple[str, Any]]] | None = None,
     ) -> None:
+        self.plan = plan_batch(recipes)
+        recipe = self.plan.base
         self.recipe = recipe
-        self.seeds = list(seeds)
-        self.trials = len(seeds)
+        self.trial_recipes = list(recipes)
+        self.seeds = [r.seed for r in recipes]
+        seeds = self.seeds
+        self.trials = len(recipes)
         self.run_dirs = [Path(d) for d in run_dirs]
         self.run_dir = self.run_dirs[0]
         for run_dir in self.run_dirs:
@@ -205,7 +343,6 @@ class BatchedTraining(Training):
         check_batchable(recipe, pm)
         self.hooks = Hooks(pm)
         extra_plugins = extra_plugins or [[] for _ in seeds]
-        self.trial_recipes = [recipe.model_copy(update={"seed": seed}) for seed in seeds]
         self.trial_hooks = [
             Hooks(_trial_plugins(r, list(extra)))
             for r, extra in zip(self.trial_recipes, extra_plugins, strict=True)
@@ -261,6 +398,28 @@ class BatchedTraining(Training):
         self.last_metrics: dict[str, float] = {}
         self.trial_metrics: list[dict[str, float]] = [{} for _ in seeds]
         self.active = [True] * self.trials
+        self.statuses = ["failed"] * self.trials
+        # each trial's incentive parameters, per instance, from the start; plugins a trial lacks
+        # contribute a zero term on its instances
+        repeat = lambda values, dtype: torch.tensor(values, dtype=dtype).repeat_interleave(e)  # noqa: E731
+        task = {key: repeat(values, torch.float64) for key, values in self.plan.params.items()}
+        if task:
+            self.context.tasks.set(task, at_boundary=True)
+        every = set().union(*self.plan.plugins)
+        self.instances_on = {
+            name: repeat([name in mine for mine in self.plan.plugins], torch.bool)
+            for name in every
+            if not all(name in mine for mine in self.plan.plugins)
+        }
+
+    def _shape(self, step: Any) -> dict[str, torch.Tensor]:
+        """The plugins' terms, zero on the instances of trials whose design has the plugin off."""
+        terms = Training._shape(self, step)
+        for name, value in terms.items():
+            on = self.instances_on.get(name.split("/", 1)[0])
+            if on is not None:
+                terms[name] = torch.where(on[:, None], value, torch.zeros((), dtype=value.dtype))
+        return terms
 
     def _reset_env(self) -> TimeStep:
         """Reset all K*E instances, trial k's instance e seeded S_k + e (as a lone run seeds it)."""
@@ -275,7 +434,6 @@ class BatchedTraining(Training):
     ) -> list[dict[str, float]]:
         """Train every trial to the budget; returns each trial's last metrics."""
         self.status = "failed"
-        self.statuses = ["failed"] * self.trials
         try:
             self.hooks.call("incentive_setup", run=self.context)
             for hooks, context in zip(self.trial_hooks, self.trial_contexts, strict=True):
@@ -283,7 +441,9 @@ class BatchedTraining(Training):
             start = self._restore(checkpoint) if resume else 0
             for iteration in range(start + 1, self.num_iterations + 1):
                 self._iteration(iteration)
-            self.status = "completed"
+                if not any(self.active):  # every trial was pruned: nothing left to train
+                    break
+            self.status = "completed" if any(self.active) or "completed" in self.statuses else "pruned"
         finally:
             for k in range(self.trials):
                 status = self.status if self.statuses[k] == "failed" else self.statuses[k]
@@ -370,7 +530,11 @@ class BatchedTraining(Training):
                         "reward": chunk["reward"][keep],
                         "incentive": chunk["incentive"][keep],
                         "seats": chunk["seats"][keep],
-                        "terms": {name: value[keep] for name, value in chunk["terms"].items()},
+                        "terms": {
+                            name: value[keep]
+                            for name, value in chunk["terms"].items()
+                            if name.split("/", 1)[0] in self.plan.plugins[trial]
+                        },
                         "info": {name: value[keep] for name, value in chunk["info"].items()},
                     }
                 )
@@ -392,11 +556,9 @@ class BatchedTraining(Training):
             self.trial_hooks[trial].call(
                 "incentive_iteration_end", run=context, iteration=iteration, metrics=self.trial_metrics[trial]
             )
-        except StopRun as stop:
-            raise IncentiveError(
-                f"trial {trial} (seed {self.seeds[trial]}) asked to stop ({stop.status}); "
-                "stopping single trials is not supported in a batched run"
-            ) from None
+        except StopRun as stop:  # a pruned search trial: it reports no more (its instances keep stepping)
+            self.active[trial] = False
+            self.statuses[trial] = stop.status
 
     # --- checkpoints -----------------------------------------------------------
 
@@ -412,6 +574,8 @@ class BatchedTraining(Training):
             "iteration": iteration,
             "global_step": self.context.global_step,
             "seeds": self.seeds,
+            "active": list(self.active),
+            "statuses": list(self.statuses),
             "metrics_lines": [f.count() for f in self.metrics_files],
             "perf_lines": [f.count() for f in self.perf_files],
             "learner": self.learner.state_dict(),
@@ -441,6 +605,8 @@ class BatchedTraining(Training):
             )
         self.learner.load_state_dict(state["learner"])
         self.env.load_state_dict(state["env"])
+        self.active = list(state["active"])
+        self.statuses = list(state["statuses"])
         self.context.generator.set_state(state["run_generator"])
         self.context.iteration = state["iteration"]
         self.context.global_step = state["global_step"]
@@ -508,7 +674,8 @@ def start_seeds(
         data = recipe.model_copy(update={"seed": seed}).model_dump(mode="json")
         (run_dir / RECIPE_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
     write_batch_file(run_dirs, seeds)
-    training = BatchedTraining(recipe, seeds=seeds, run_dirs=run_dirs, extra_plugins=extra_plugins)
+    recipes = [recipe.model_copy(update={"seed": seed}) for seed in seeds]
+    training = BatchedTraining(recipes, run_dirs=run_dirs, extra_plugins=extra_plugins)
     try:
         return run_dirs, training.run()
     finally:
@@ -536,9 +703,9 @@ def resume_seeds(
             f"{run_dir}: the batch stopped before its first checkpoint; there is nothing to resume "
             "(start it again with `incentive run --seeds`)"
         )
-    recipe = load_run_recipe(run_dirs[0])
+    recipes = [load_run_recipe(d) for d in run_dirs]
     state = load_checkpoint(checkpoint)
-    training = BatchedTraining(recipe, seeds=seeds, run_dirs=run_dirs, extra_plugins=extra_plugins)
+    training = BatchedTraining(recipes, run_dirs=run_dirs, extra_plugins=extra_plugins)
     if state["iteration"] >= training.num_iterations:
         return run_dirs, [f.read()[-1] if f.count() else {} for f in training.metrics_files]
     try:
