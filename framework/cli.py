@@ -431,6 +431,8 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     from incentive.search import SearchSettings, run_study
     from incentive.study_report import write_outputs
 
+    if args.batch is not None and args.batch < 1:
+        raise IncentiveError(f"--batch {args.batch}: the batch size must be at least 1")
     recipe = load_recipe(args.recipe, args.set)
     if recipe.search is None:
         raise IncentiveError(f"{args.recipe}: field 'search': `incentive search` needs a `search:` section")
@@ -442,6 +444,7 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
         study=args.study,
         timeout=args.timeout,
         verify=args.verify,
+        batch=args.batch,
     )
     view = StudyView(console, recipe, settings)
     try:
@@ -562,6 +565,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", help="postgresql://user:password@host:port/db (default: a local journal file)"
     )
     search.add_argument("--study", help="study name (default: search.study_name or the recipe name)")
+    search.add_argument(
+        "--batch",
+        type=int,
+        metavar="K",
+        help="train K trials (and their repeats) at once as one batched run per worker (default: 1)",
+    )
     search.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     search.add_argument("--verify", type=int, help="re-run the top K designs on fresh seeds (default: 3)")
     search.add_argument(
