@@ -323,6 +323,13 @@ def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     return distinct, inverse
 
 
+def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows idx [K, M] of each trial's x [K, N, ...] -> [K, M, ...] (one index_select: fast on CPU)."""
+    k, n = x.shape[:2]
+    flat = (idx + torch.arange(0, k * n, n)[:, None]).flatten()
+    return x.reshape(k * n, *x.shape[2:]).index_select(0, flat).view(*idx.shape, *x.shape[2:])
+
+
 def _masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return logits if mask is None else logits.masked_fill(~mask, MASKED_LOGIT)
 
@@ -530,7 +537,7 @@ class PPO:
         k, m = idx.shape
         a = features.shape[2]
         if distinct is None:  # every trial's rows through its networks in one batched call
-            chosen = features[torch.arange(k)[:, None], idx]
+            chosen = _take(features, idx)
             return self.net.trial_logits(chosen), self.net.trial_value(chosen)
         # some trial has few distinct observations: each trial runs the lone learner's ops
         logits, values = [], []
@@ -554,8 +561,7 @@ class PPO:
         distinct: list[tuple[torch.Tensor, torch.Tensor] | None] | None,
     ) -> dict[str, torch.Tensor]:
         cfg = self.config
-        trials = torch.arange(idx.shape[0])[:, None]
-        take = lambda x: x[trials, idx]  # noqa: E731  [K, N, ...] -> [K, M, ...]
+        take = lambda x: _take(x, idx)  # noqa: E731  [K, N, ...] -> [K, M, ...]
         mask = batch.action_mask
         if mask is not None:  # [K, N, A, n] per sample, or one [A, n] padding mask for all
             mask = mask.expand(*idx.shape, -1, -1) if mask.dim() == 2 else take(mask)
