@@ -39,6 +39,15 @@ the trials or cannot be split by instance: curriculum and opponent plugins
 shaping and their state (`incentive_collect_metrics`, `incentive_next_task`,
 ...), held-out evaluation (`evaluate.every` > 0).
 
+Pruned trials (a search with `--batch`) are dropped, not refilled: their
+instances, network groups and optimizer state leave the batch at the end
+of the iteration, so they stop costing compute and the others continue bit
+for bit (tested). Refilling a slot with the next asked trial would start
+that trial late, on a batch whose iteration count is already fixed, and its
+networks and env slice would need a reset mid-run; dropping keeps every
+trial a plain run from start to end. When every trial of a batch is
+pruned, the batch ends.
+
 Checkpoints: one batch checkpoint (`batch_checkpoint.pt`) in the first
 seed's run directory holds every trial; every seed's directory has
 `batch.yaml` naming the batch, and `incentive run --resume` of any of them
@@ -503,11 +512,92 @@ class BatchedTraining(Training):
         self.context.iteration = iteration
         elapsed = time.perf_counter() - started
         for trial in range(k):
-            self._report(
-                trial, iteration, buffers["finished"], losses[trial], elapsed, rollout_done - started
-            )
+            if self.active[trial]:
+                self._report(
+                    trial, iteration, buffers["finished"], losses[trial], elapsed, rollout_done - started
+                )
+        if iteration == self.num_iterations:
+            self.statuses = [
+                "completed" if on else was for on, was in zip(self.active, self.statuses, strict=True)
+            ]
+        elif any(self.active) and not all(self.active):
+            self._drop_inactive()
         if iteration % self.recipe.train.checkpoint_every == 0 or iteration == self.num_iterations:
             self._checkpoint(iteration)
+
+    # --- dropping pruned trials ------------------------------------------------------
+
+    def _drop_inactive(self) -> None:
+        """Remove pruned trials from the batch: their instances, networks and optimizer state.
+
+        Every piece of state is per trial, so the remaining trials continue
+        exactly as before. State tensors are cut along their one dimension of
+        size K*E (the env may keep instances first or last); a state with no
+        or several such dimensions cannot be cut, and then the pruned trials
+        keep stepping (unreported) until the batch ends.
+        """
+        keep = [k for k in range(self.trials) if self.active[k]]
+        e, total = self.envs_per_trial, self.trials * self.envs_per_trial
+        instances = torch.cat([torch.arange(k * e, (k + 1) * e) for k in keep])
+        try:
+            full = self._state(self.context.iteration)
+            parts = ("env", "timestep", "seats", "next_seats", "episode", "tasks", "plugins")
+            state = {key: _cut(full[key], total, instances) for key in parts}
+        except _CannotCut:
+            return
+        groups = self.learner.net.actor[0].weight.shape[0] // self.trials
+        rows = torch.cat([torch.arange(k * groups, (k + 1) * groups) for k in keep])
+        learner = self.learner.state_dict()
+        learner["net"] = {name: value.index_select(0, rows) for name, value in learner["net"].items()}
+        for saved in learner["optimizer"]["state"].values():
+            saved["exp_avg"] = saved["exp_avg"].index_select(0, rows)
+            saved["exp_avg_sq"] = saved["exp_avg_sq"].index_select(0, rows)
+        learner["generator"] = [learner["generator"][k] for k in keep]
+        if len(keep) == 1:
+            learner["generator"] = learner["generator"][0]
+        # the smaller batch: bookkeeping, env, learner, tasks, plugin state
+        for name in (
+            "seeds",
+            "run_dirs",
+            "trial_recipes",
+            "trial_hooks",
+            "trial_contexts",
+            "metrics_files",
+            "perf_files",
+            "trial_metrics",
+            "statuses",
+            "active",
+        ):
+            setattr(self, name, [getattr(self, name)[k] for k in keep])
+        self.plan.plugins = [self.plan.plugins[k] for k in keep]
+        self.instances_on = {name: on[instances] for name, on in self.instances_on.items()}
+        self.context.global_step = self.context.global_step // self.trials * len(keep)  # K*E per step
+        self.trials = len(keep)
+        self.env = make_env(
+            self.recipe.env.model_copy(update={"num_envs": self.trials * e}), source=self.recipe.source
+        )
+        self.env.load_state_dict(state["env"])
+        self.learner = PPO(
+            config=self.recipe.learner,
+            obs_dims=self.learner.obs_dims,
+            action_dims=self.learner.action_dims,
+            generator=[torch.Generator() for _ in keep] if len(keep) > 1 else torch.Generator(),
+        )
+        self.learner.load_state_dict(learner)
+        self.context.env, self.context.num_envs, self.context.learner = (
+            self.env,
+            self.env.num_envs,
+            self.learner,
+        )
+        self.context.tasks = TaskState.for_run(self.recipe, self.hooks.pm, self.env)
+        self.context.tasks.load_state_dict(state["tasks"])
+        for context in self.trial_contexts:
+            context.env, context.learner = self.env, self.learner
+        self.ts = TimeStep(**state["timestep"])
+        self.seats, self.next_seats, self.episode = state["seats"], state["next_seats"], state["episode"]
+        self.hooks.call("incentive_setup", run=self.context)  # plugins size their state for the new batch
+        for plugin, plugin_state in state["plugins"].items():
+            self.hooks.call_plugin(plugin, "incentive_load_state_dict", run=self.context, state=plugin_state)
 
     def _report(
         self,
@@ -563,6 +653,15 @@ class BatchedTraining(Training):
     # --- checkpoints -----------------------------------------------------------
 
     def _checkpoint(self, iteration: int) -> None:
+        try:
+            save_checkpoint(self.run_dir / BATCH_CHECKPOINT, self._state(iteration))
+        except ValueError as exc:
+            raise IncentiveError(
+                f"{self.run_dir / BATCH_CHECKPOINT}: cannot write the checkpoint: {exc}"
+            ) from None
+
+    def _state(self, iteration: int) -> dict[str, Any]:
+        """Everything the batch needs to continue (the checkpoint)."""
         plugin_states = {}
         for plugin, state in self.hooks.call("incentive_state_dict", run=self.context):
             if state is not None:
@@ -570,7 +669,7 @@ class BatchedTraining(Training):
                 if problem:
                     raise PluginError(plugin, "incentive_state_dict", problem)
                 plugin_states[plugin] = state
-        state = {
+        return {
             "iteration": iteration,
             "global_step": self.context.global_step,
             "seeds": self.seeds,
@@ -588,12 +687,6 @@ class BatchedTraining(Training):
             "tasks": self.context.tasks.state_dict(),
             "plugins": plugin_states,
         }
-        try:
-            save_checkpoint(self.run_dir / BATCH_CHECKPOINT, state)
-        except ValueError as exc:
-            raise IncentiveError(
-                f"{self.run_dir / BATCH_CHECKPOINT}: cannot write the checkpoint: {exc}"
-            ) from None
 
     def _restore(self, state: dict[str, Any] | None = None) -> int:
         if state is None:
@@ -625,6 +718,24 @@ class BatchedTraining(Training):
         for file, lines in zip(self.perf_files, state["perf_lines"], strict=True):
             file.truncate(lines)
         return state["iteration"]
+
+
+class _CannotCut(Exception):
+    """A state tensor has no single instance dimension."""
+
+
+def _cut(value: Any, total: int, instances: torch.Tensor) -> Any:
+    """`value` with only `instances` kept along every tensor's one dimension of size `total`."""
+    if isinstance(value, torch.Tensor):
+        dims = [d for d, size in enumerate(value.shape) if size == total]
+        if len(dims) != 1:
+            raise _CannotCut
+        return value.index_select(dims[0], instances)
+    if isinstance(value, dict):
+        return {key: _cut(item, total, instances) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_cut(item, total, instances) for item in value)
+    return value
 
 
 def write_batch_file(run_dirs: list[Path], seeds: list[int]) -> None:

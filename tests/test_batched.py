@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from incentive import hookimpl
-from incentive.batched import parse_seeds, resume_seeds, start_seeds
+from incentive.batched import BatchedTraining, parse_seeds, resume_seeds, start_seeds
 from incentive.cli import main
-from incentive.errors import RecipeError
+from incentive.errors import RecipeError, StopRun
 from incentive.ppo import PPO, Batch
 from incentive.recipe import LearnerSpec, validate_recipe
 from incentive.runner import start_run
@@ -185,3 +185,32 @@ def test_run_wide_plugins_are_refused_by_name(tmp_path: Path):
     data["incentives"] = [{"plugin": "taxation"}]
     with pytest.raises(RecipeError, match="plugin 'taxation'.*incentive_collect_metrics"):
         start_seeds(validate_recipe(data, source="refuse"), [0, 1], run_id="y")
+
+
+class _Prune:
+    """A search pruner's stop, at one iteration."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    @hookimpl
+    def incentive_iteration_end(self, iteration: int) -> None:
+        if iteration == self.at:
+            raise StopRun("pruned", "test")
+
+
+def test_a_pruned_trial_is_dropped_and_the_others_continue_as_alone(tmp_path: Path):
+    env, learner, incentives, _ = CASES["cleanup_inequity_aversion"]
+    data = _recipe(tmp_path, env, learner, incentives)
+    data["train"]["total_steps"] = 500  # 5 iterations of 4 envs x 25 steps
+    seeds = [0, 5, 2]
+    recipes = [validate_recipe({**data, "seed": s}, source="prune") for s in seeds]
+    dirs = [tmp_path / "batch" / str(s) for s in seeds]
+    training = BatchedTraining(recipes, run_dirs=dirs, extra_plugins=[[], [("prune", _Prune(2))], []])
+    training.run()
+    assert training.trials == 2 and training.env.num_envs == 8  # seed 5's instances are gone
+    assert training.statuses == ["completed", "completed"]
+    assert (dirs[1] / "metrics.jsonl").read_bytes().count(b"\n") == 2
+    for seed, run_dir in ((0, dirs[0]), (2, dirs[2])):
+        lone, _ = start_run(recipes[seeds.index(seed)], run_id=f"lone{seed}")
+        assert (run_dir / "metrics.jsonl").read_bytes() == (lone / "metrics.jsonl").read_bytes()
