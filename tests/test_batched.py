@@ -214,3 +214,21 @@ def test_a_pruned_trial_is_dropped_and_the_others_continue_as_alone(tmp_path: Pa
     for seed, run_dir in ((0, dirs[0]), (2, dirs[2])):
         lone, _ = start_run(recipes[seeds.index(seed)], run_id=f"lone{seed}")
         assert (run_dir / "metrics.jsonl").read_bytes() == (lone / "metrics.jsonl").read_bytes()
+
+
+def test_per_agent_networks_agree_to_1e_6(tmp_path: Path):
+    """Per-agent networks: not bytes (the last bias-gradient sum order), but every metric within 1e-6."""
+    import json
+
+    env, learner, incentives, steps = CASES["coin_game"]
+    data = _recipe(tmp_path, env, {**learner, "share_parameters": False}, incentives)
+    data["train"]["total_steps"] = steps
+    run_dirs, _ = start_seeds(validate_recipe(data, source="per-agent"), [0, 4], run_id="batch")
+    for seed, run_dir in zip([0, 4], run_dirs, strict=True):
+        lone, _ = start_run(validate_recipe({**data, "seed": seed}, source="per-agent"), run_id=f"lone{seed}")
+        ours = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        alone = [json.loads(line) for line in (lone / "metrics.jsonl").read_text().splitlines()]
+        assert len(ours) == len(alone) == 5
+        for a, b in zip(ours, alone, strict=True):
+            assert a.keys() == b.keys()
+            assert all(abs(a[key] - b[key]) <= 1e-6 for key in a)
