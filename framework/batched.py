@@ -456,6 +456,8 @@ class BatchedTraining(Training):
             self.status = "completed" if any(self.active) or "completed" in self.statuses else "pruned"
         finally:
             for k in range(self.trials):
+                if not self.active[k]:
+                    continue  # pruned: its run already ended
                 status = self.status if self.statuses[k] == "failed" else self.statuses[k]
                 self.statuses[k] = status
                 try:
@@ -647,9 +649,12 @@ class BatchedTraining(Training):
             self.trial_hooks[trial].call(
                 "incentive_iteration_end", run=context, iteration=iteration, metrics=self.trial_metrics[trial]
             )
-        except StopRun as stop:  # a pruned search trial: it reports no more (its instances keep stepping)
+        except StopRun as stop:  # a pruned search trial: it reports no more and leaves the batch
             self.active[trial] = False
             self.statuses[trial] = stop.status
+            self.trial_hooks[trial].call(
+                "incentive_run_end", run=context, status=stop.status, metrics=self.trial_metrics[trial]
+            )
 
     # --- checkpoints -----------------------------------------------------------
 
