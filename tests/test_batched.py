@@ -232,3 +232,22 @@ def test_per_agent_networks_agree_to_1e_6(tmp_path: Path):
         for a, b in zip(ours, alone, strict=True):
             assert a.keys() == b.keys()
             assert all(abs(a[key] - b[key]) <= 1e-6 for key in a)
+
+
+def test_designs_with_different_params_and_a_plugin_off_match_their_lone_runs(tmp_path: Path):
+    """Two designs in one batch: s = 0.3 with inequity aversion, s = 0.7 without (a zero term there)."""
+    env, learner, _, steps = CASES["matrix_game"]
+    sharing = {"plugin": "reward_sharing", "params": {"s": 0.3}}
+    aversion = {"plugin": "inequity_aversion", "params": {"alpha": 2.0, "beta": 0.05}}
+    first = _recipe(tmp_path, env, learner, [sharing, aversion])
+    second = _recipe(tmp_path, env, learner, [{**sharing, "params": {"s": 0.7}}])
+    for data in (first, second):
+        data["train"]["total_steps"] = steps
+    recipes = [validate_recipe(first, source="a"), validate_recipe({**second, "seed": 4}, source="b")]
+    dirs = [tmp_path / "batch" / "a", tmp_path / "batch" / "b"]
+    BatchedTraining(recipes, run_dirs=dirs).run()
+    for recipe, run_dir, run_id in zip(recipes, dirs, ("lone-a", "lone-b"), strict=True):
+        lone, _ = start_run(recipe, run_id=run_id)
+        assert (run_dir / "metrics.jsonl").read_bytes() == (lone / "metrics.jsonl").read_bytes()
+    assert b"inequity_aversion" not in (dirs[1] / "metrics.jsonl").read_bytes()
+    assert b"incentive/inequity_aversion/envy" in (dirs[0] / "metrics.jsonl").read_bytes()
