@@ -128,10 +128,14 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from incentive.recipe import load_recipe
     from incentive.runner import RunFinished, load_run_recipe, resume_run, start_run
 
+    if args.seeds is not None:
+        return _cmd_run_seeds(args, console)
     if args.resume:
         if args.recipe or args.set:
             raise IncentiveError("--resume takes a run directory only (no recipe, no --set)")
         run_dir = Path(args.resume)
+        if (run_dir / "batch.yaml").exists():
+            return _cmd_run_seeds(args, console)
         recipe = load_run_recipe(run_dir)
     else:
         if not args.recipe:
@@ -172,6 +176,33 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         Console(stderr=True, soft_wrap=True).print(message, highlight=False, markup=False)
         return 130
     _summary(console, run_dir, metrics)
+    return 0
+
+
+def _cmd_run_seeds(args: argparse.Namespace, console: Console) -> int:
+    """`incentive run RECIPE --seeds 0-7` (or `--resume` of one seed of such a batch)."""
+    from incentive.batched import parse_seeds, resume_seeds, start_seeds
+    from incentive.recipe import load_recipe
+
+    if args.resume:
+        run_dirs, metrics = resume_seeds(Path(args.resume))
+    else:
+        if not args.recipe:
+            raise IncentiveError("incentive run --seeds: give a recipe file")
+        try:
+            seeds = parse_seeds(args.seeds)
+        except ValueError as exc:
+            raise IncentiveError(str(exc)) from None
+        recipe = load_recipe(args.recipe, args.set)
+        console.print(f"training {len(seeds)} seeds as one batched run: {args.seeds}", highlight=False)
+        try:
+            run_dirs, metrics = start_seeds(recipe, seeds, run_id=args.run_id)
+        except KeyboardInterrupt:
+            message = "interrupted; resume the batch with --resume on any of its run directories"
+            Console(stderr=True).print(message)
+            return 130
+    for run_dir, last in zip(run_dirs, metrics, strict=True):
+        _summary(console, run_dir, last)
     return 0
 
 
@@ -402,6 +433,8 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     from incentive.search import SearchSettings, run_study
     from incentive.study_report import write_outputs
 
+    if args.batch is not None and args.batch < 1:
+        raise IncentiveError(f"--batch {args.batch}: the batch size must be at least 1")
     recipe = load_recipe(args.recipe, args.set)
     if recipe.search is None:
         raise IncentiveError(f"{args.recipe}: field 'search': `incentive search` needs a `search:` section")
@@ -413,6 +446,7 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
         study=args.study,
         timeout=args.timeout,
         verify=args.verify,
+        batch=args.batch,
     )
     view = StudyView(console, recipe, settings)
     try:
@@ -510,6 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
     run.add_argument("--run-id", help="name of the run directory (default: time-based)")
+    run.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        help="train these seeds (0-7, 0,3,5) as one batched run, one run directory <run id>-seed<S> each",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
     validate = sub.add_parser("validate", help="check a recipe without running it")
@@ -528,6 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", help="postgresql://user:password@host:port/db (default: a local journal file)"
     )
     search.add_argument("--study", help="study name (default: search.study_name or the recipe name)")
+    search.add_argument(
+        "--batch",
+        type=int,
+        metavar="K",
+        help="train K trials (and their repeats) at once as one batched run per worker (default: 1)",
+    )
     search.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     search.add_argument("--verify", type=int, help="re-run the top K designs on fresh seeds (default: 3)")
     search.add_argument(

@@ -448,6 +448,7 @@ class Training:
                 "terms": {name: value[done] for name, value in ep["terms"].items()},
                 "info": {key: value[done] for key, value in ep["info"].items()},
                 "seats": self.seats[done],
+                "instance": done.nonzero()[:, 0],  # which instances (batched trials split by it)
             }
         )
         keep = ~done
@@ -492,10 +493,16 @@ class Training:
         out["info"] = {key: torch.cat([c["info"][key] for c in chunks]) for key in chunks[0]["info"]}
         return out
 
-    def _metrics(self, iteration: int, finished: dict[str, Any] | None, losses: dict[str, float]) -> dict:
+    def _metrics(
+        self,
+        iteration: int,
+        finished: dict[str, Any] | None,
+        losses: dict[str, float],
+        global_step: int | None = None,
+    ) -> dict:
         metrics: dict[str, Any] = {
             "train/iteration": iteration,
-            "train/global_step": self.context.global_step,
+            "train/global_step": self.context.global_step if global_step is None else global_step,
             "train/episodes": 0 if finished is None else len(finished["reward"]),
             "train/lr": self.learner.optimizer.lr,
         }

@@ -16,6 +16,17 @@ largest size; action logits are padded to the largest action count, and
 actions an agent does not have are masked like illegal ones. Padding never
 changes what a per-agent network computes (zero inputs meet weights that
 receive no gradient), and a shared network sees the agent id.
+
+Batched trials (`incentive run --seeds`, `incentive search --batch`): one
+learner can hold K independent trials, each with its own networks (K*G
+weight stacks in the same `GroupedLinear`), its own random stream (given as
+a list of K generators) and its own slice of the samples (trial k owns
+instances [k*E, (k+1)*E) when acting, and its own [T*E] samples when
+updating). Everything that reduces is per trial: minibatch permutations
+(each trial's generator), advantage normalisation, loss means, the
+gradient-norm clip (a global clip would couple the trials) and the loss
+statistics; Adam is elementwise. So trial k computes bit for bit what a
+lone learner seeded like it computes, and K = 1 is the lone learner.
 """
 
 from __future__ import annotations
@@ -72,8 +83,17 @@ def compute_gae(
     return advantages, advantages + values
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of x over the entries where mask is True (all entries if mask is None)."""
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, *, per_trial: bool = False) -> torch.Tensor:
+    """Mean of x over the entries where mask is True (all entries if mask is None).
+
+    With `per_trial`, the first dimension is the trial: one mean per trial, [K].
+    """
+    if per_trial:  # reduced in place (no copy), so each trial sums in a lone learner's memory order
+        dims = tuple(range(1, x.dim()))
+        if mask is None:
+            return x.mean(dims)
+        weights = mask.to(x.dtype)
+        return (x * weights).sum(dims) / weights.sum(dims).clamp(min=1.0)
     if mask is None:
         return x.mean()
     weights = mask.to(x.dtype)
@@ -95,6 +115,7 @@ def ppo_loss(
     clip_vloss: bool,
     vf_coef: float,
     ent_coef: float,
+    per_trial: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The clipped PPO objective (CleanRL's form), as a loss to minimise.
 
@@ -105,6 +126,8 @@ def ppo_loss(
 
     Means run over the masked entries: the policy and entropy terms over
     samples where the learner acted, the value term over the learner's seats.
+    With `per_trial`, the inputs lead with a trial dimension K and the loss
+    and every statistic are [K], one per trial.
 
     Returns:
         (loss, stats) with stats policy, value, entropy, approx_kl, clipfrac.
@@ -114,22 +137,23 @@ def ppo_loss(
     ratio = log_ratio.exp()
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
-    policy = masked_mean(torch.maximum(unclipped, clipped), policy_mask)
+    mean = lambda x, mask: masked_mean(x, mask, per_trial=per_trial)  # noqa: E731
+    policy = mean(torch.maximum(unclipped, clipped), policy_mask)
     if clip_vloss:
         value_clipped = old_value + (new_value - old_value).clamp(-clip_coef, clip_coef)
         squared = torch.maximum((new_value - returns) ** 2, (value_clipped - returns) ** 2)
     else:
         squared = (new_value - returns) ** 2
-    value = 0.5 * masked_mean(squared, value_mask)
-    mean_entropy = masked_mean(entropy, policy_mask)
+    value = 0.5 * mean(squared, value_mask)
+    mean_entropy = mean(entropy, policy_mask)
     loss = policy - ent_coef * mean_entropy + vf_coef * value
     with torch.no_grad():
         stats = {
             "policy": policy.detach(),
             "value": value.detach(),
             "entropy": mean_entropy.detach(),
-            "approx_kl": masked_mean((ratio - 1) - log_ratio, policy_mask),
-            "clipfrac": masked_mean(((ratio - 1.0).abs() > clip_coef).float(), policy_mask),
+            "approx_kl": mean((ratio - 1) - log_ratio, policy_mask),
+            "clipfrac": mean(((ratio - 1.0).abs() > clip_coef).float(), policy_mask),
         }
     return loss, stats
 
@@ -139,15 +163,37 @@ class GroupedLinear(nn.Module):
 
     Input [G, N, d_in] (or [1, N, d_in] broadcast to every group) -> [G, N, d_out].
     With G = 1 it is exactly `nn.Linear` (and as fast: a single addmm).
+
+    K trials of one-group (shared) networks run as K addmm calls, not one
+    bmm: bmm's kernels sum in another order than addmm's for some shapes
+    (one output: gemv against gemm; weight gradients at 5-9 outputs), and a
+    trial must compute bit for bit what it computes alone. Per-agent groups
+    are bmm alone as batched, so K*A groups stay one bmm (tested equal).
+
+    Args:
+        groups: G.
+        generator: initialises the groups in order; or a list of K
+            generators (K trials), generator k initialising groups
+            k*G/K .. (k+1)*G/K - 1, so each trial's weights are those of a
+            lone learner seeded like it.
     """
 
     def __init__(
-        self, groups: int, d_in: int, d_out: int, *, gain: float, generator: torch.Generator
+        self,
+        groups: int,
+        d_in: int,
+        d_out: int,
+        *,
+        gain: float,
+        generator: torch.Generator | list[torch.Generator],
     ) -> None:
         super().__init__()
+        generators = generator if isinstance(generator, list) else [generator]
+        self.trials = len(generators)
+        per = groups // len(generators)
         weight = torch.empty(groups, d_out, d_in)
         for g in range(groups):
-            nn.init.orthogonal_(weight[g], gain=gain, generator=generator)
+            nn.init.orthogonal_(weight[g], gain=gain, generator=generators[g // per])
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(torch.zeros(groups, d_out))
 
@@ -155,10 +201,16 @@ class GroupedLinear(nn.Module):
         """X @ W^T + b per group."""
         if self.weight.shape[0] == 1:
             return nn.functional.linear(x, self.weight[0], self.bias[0])
+        if self.weight.shape[0] == self.trials:  # one shared network per trial: addmm each (see above)
+            return torch.cat(
+                [nn.functional.linear(x[k : k + 1], self.weight[k], self.bias[k]) for k in range(self.trials)]
+            )
         return torch.bmm(x, self.weight.transpose(1, 2)) + self.bias[:, None, :]
 
 
-def _mlp(groups: int, sizes: list[int], out_gain: float, generator: torch.Generator) -> nn.Sequential:
+def _mlp(
+    groups: int, sizes: list[int], out_gain: float, generator: torch.Generator | list[torch.Generator]
+) -> nn.Sequential:
     layers: list[nn.Module] = []
     for d_in, d_out in zip(sizes[:-2], sizes[1:-1], strict=True):
         layers += [GroupedLinear(groups, d_in, d_out, gain=math.sqrt(2), generator=generator), nn.Tanh()]
@@ -166,38 +218,79 @@ def _mlp(groups: int, sizes: list[int], out_gain: float, generator: torch.Genera
     return nn.Sequential(*layers)
 
 
+def group_forward(mlp: nn.Sequential, x: torch.Tensor, group: int) -> torch.Tensor:
+    """One group's MLP on [1, N, d_in]: the ops a one-group network runs, with group `group`'s weights."""
+    for layer in mlp:
+        if isinstance(layer, GroupedLinear):
+            x = nn.functional.linear(x, layer.weight[group], layer.bias[group])
+        else:
+            x = layer(x)
+    return x
+
+
 class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs, shared across agents (G = 1) or per agent (G = A)."""
+    """Separate actor and critic MLPs, shared across agents (G = 1) or per agent (G = A).
+
+    With K trials the networks hold K*G groups; inputs [K*N, A, D] are K
+    blocks of N rows, block k for trial k.
+    """
 
     def __init__(
-        self, *, groups: int, obs_dim: int, num_actions: int, hidden: list[int], generator: torch.Generator
+        self,
+        *,
+        groups: int,
+        obs_dim: int,
+        num_actions: int,
+        hidden: list[int],
+        generator: torch.Generator | list[torch.Generator],
     ) -> None:
         super().__init__()
-        self.groups = groups
-        self.actor = _mlp(groups, [obs_dim, *hidden, num_actions], 0.01, generator)
-        self.critic = _mlp(groups, [obs_dim, *hidden, 1], 1.0, generator)
+        self.trials = len(generator) if isinstance(generator, list) else 1
+        self.groups = groups  # per trial
+        total = groups * self.trials
+        self.actor = _mlp(total, [obs_dim, *hidden, num_actions], 0.01, generator)
+        self.critic = _mlp(total, [obs_dim, *hidden, 1], 1.0, generator)
 
     def _grouped(self, features: torch.Tensor) -> torch.Tensor:
-        # [N, A, D] -> [G, rows, D]: one group of N*A rows, or A groups of N rows.
+        # [K*N, A, D] -> [K*G, rows, D]: per trial one group of N*A rows, or A groups of N rows.
         n, a, d = features.shape
+        k = self.trials
         if self.groups == 1:
-            return features.reshape(1, n * a, d)
-        return features.transpose(0, 1)
+            return features.reshape(k, n // k * a, d)
+        if k == 1:
+            return features.transpose(0, 1)
+        # [N, K*A, D] seen as [K*A, N, D]: each group strided as a lone learner's
+        return features.view(k, n // k, a, d).transpose(0, 1).reshape(n // k, k * a, d).transpose(0, 1)
 
-    def _ungrouped(self, out: torch.Tensor, n: int, a: int) -> torch.Tensor:
+    def _per_trial(self, out: torch.Tensor, n: int, a: int) -> torch.Tensor:
+        # [K*G, rows, o] -> [K, N, A, o]; each trial keeps a lone learner's memory layout (per-agent
+        # groups: agent-major), so reductions over it sum in the same order
+        k = self.trials
         if self.groups == 1:
-            return out.reshape(n, a, -1)
-        return out.transpose(0, 1)
+            return out.view(k, n // k, a, -1)
+        return out.view(k, a, n // k, -1).transpose(1, 2)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """[N, A, D] -> [N, A, num_actions]."""
+        """[K*N, A, D] -> [K*N, A, num_actions]."""
         n, a, _ = features.shape
-        return self._ungrouped(self.actor(self._grouped(features)), n, a)
+        return self._per_trial(self.actor(self._grouped(features)), n, a).reshape(n, a, -1)
 
     def value(self, features: torch.Tensor) -> torch.Tensor:
-        """[N, A, D] -> [N, A]."""
+        """[K*N, A, D] -> [K*N, A]."""
         n, a, _ = features.shape
-        return self._ungrouped(self.critic(self._grouped(features)), n, a).squeeze(-1)
+        return self._per_trial(self.critic(self._grouped(features)), n, a).reshape(n, a)
+
+    def trial_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """[K, N, A, D] -> [K, N, A, num_actions]."""
+        k, n, a, d = features.shape
+        return self._per_trial(self.actor(self._grouped(features.reshape(k * n, a, d))), k * n, a)
+
+    def trial_value(self, features: torch.Tensor) -> torch.Tensor:
+        """[K, N, A, D] -> [K, N, A]."""
+        k, n, a, d = features.shape
+        return self._per_trial(self.critic(self._grouped(features.reshape(k * n, a, d))), k * n, a).squeeze(
+            -1
+        )
 
 
 _HASH_WEIGHTS: dict[int, torch.Tensor] = {}
@@ -230,18 +323,39 @@ def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     return distinct, inverse
 
 
+def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows idx [K, M] of each trial's x [K, N, ...] -> [K, M, ...] (one index_select: fast on CPU)."""
+    k, n = x.shape[:2]
+    flat = (idx + torch.arange(0, k * n, n)[:, None]).flatten()
+    return x.reshape(k * n, *x.shape[2:]).index_select(0, flat).view(*idx.shape, *x.shape[2:])
+
+
 def _masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return logits if mask is None else logits.masked_fill(~mask, MASKED_LOGIT)
 
 
-def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def trial_uniform(shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+    """Uniform [0, 1) noise of `shape`; with K generators, rows block k (of shape[0] / K) from generator k."""
+    if not isinstance(generator, list):
+        return torch.rand(shape, generator=generator)
+    block = (shape[0] // len(generator), *shape[1:])
+    return torch.cat([torch.rand(block, generator=g) for g in generator])
+
+
+def sample_actions(
+    logits: torch.Tensor, generator: torch.Generator | list[torch.Generator]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gumbel-max sampling from an explicit generator (deterministic, resumable).
+
+    Args:
+        logits: [N, ..., n].
+        generator: the stream; or K streams, one per trial (block k of the N rows).
 
     Returns:
         (actions, log-probabilities), each logits.shape[:-1].
 
     """
-    uniform = torch.rand(logits.shape, generator=generator).clamp_(min=1e-20)
+    uniform = trial_uniform(tuple(logits.shape), generator).clamp_(min=1e-20)
     actions = (logits - (-uniform.log()).log()).argmax(-1)
     logprob = torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     return actions, logprob
@@ -256,7 +370,11 @@ def _logprob_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch
 
 @dataclass
 class Batch:
-    """Flattened training data: N samples (T*E), each with A seats."""
+    """Flattened training data: N samples (T*E), each with A seats.
+
+    For `PPO.update_trials` every field leads with the trial dimension K
+    ([K, N, ...]; a [A, n] padding mask stays as it is).
+    """
 
     features: torch.Tensor  # [N, A, D]
     action_mask: torch.Tensor | None  # [N, A, n]
@@ -281,7 +399,9 @@ class PPO:
         config: the recipe's learner section.
         obs_dims: flattened observation size of each agent.
         action_dims: number of actions of each agent.
-        generator: the learner's random stream (init, sampling, minibatches).
+        generator: the learner's random stream (init, sampling, minibatches);
+            or a list of K streams: K independent trials in one learner
+            (see the module docstring), acting on K*E instances.
 
     """
 
@@ -291,10 +411,12 @@ class PPO:
         config: LearnerSpec,
         obs_dims: list[int],
         action_dims: list[int],
-        generator: torch.Generator,
+        generator: torch.Generator | list[torch.Generator],
     ) -> None:
         self.config = config
         self.generator = generator
+        self.generators = generator if isinstance(generator, list) else [generator]
+        self.trials = len(self.generators)
         self.num_agents = len(obs_dims)
         self.obs_dims = obs_dims
         self.action_dims = action_dims
@@ -371,77 +493,129 @@ class PPO:
 
     def update(self, batch: Batch) -> dict[str, float]:
         """Epochs of minibatch PPO on one rollout; returns mean loss statistics."""
+        if self.trials != 1:
+            raise ValueError(f"this learner holds {self.trials} trials: use update_trials")
+        trial = {key: getattr(batch, key) for key in vars(batch)}
+        for key, value in trial.items():
+            if value is not None and not (key == "action_mask" and value.dim() == 2):
+                trial[key] = value.unsqueeze(0)
+        return self.update_trials(Batch(**trial))[0]
+
+    def update_trials(self, batch: Batch) -> list[dict[str, float]]:
+        """`update` for K trials at once: batch fields are [K, N, ...]; one statistics dict per trial."""
         cfg = self.config
-        n = batch.actions.shape[0]
+        n = batch.actions.shape[1]
         size = max(1, n // cfg.minibatches)
         distinct = self._distinct_features(batch.features) if cfg.dedup_observations else None
         totals: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.epochs):
-            order = torch.randperm(n, generator=self.generator)
+            order = torch.stack([torch.randperm(n, generator=g) for g in self.generators])
             for start in range(0, n - size + 1, size):
-                idx = order[start : start + size]
+                idx = order[:, start : start + size]
                 stats = self._minibatch_step(batch, idx, distinct)
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + value
                 count += 1
-        return {key: float(value) / count for key, value in totals.items()}
+        return [{key: float(value[k]) / count for key, value in totals.items()} for k in range(self.trials)]
 
-    def _distinct_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(distinct rows [U, D], row index [N, A]) when a shared network sees many repeats, else None."""
+    def _distinct_features(
+        self, features: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor] | None] | None:
+        """Per trial, (distinct rows [U, D], row index [N, A]) when a shared network sees many repeats.
+
+        None when no trial has them (or the networks are per agent).
+        """
         if self.net.groups != 1:
             return None
-        n, a, d = features.shape
-        found = unique_rows(features.reshape(n * a, d))
-        if found is None or found[0].shape[0] > n * a // 2:
-            return None
-        return found[0], found[1].view(n, a)
+        _, n, a, d = features.shape
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        for trial in features:
+            found = unique_rows(trial.reshape(n * a, d))
+            out.append(
+                None if found is None or found[0].shape[0] > n * a // 2 else (found[0], found[1].view(n, a))
+            )
+        return None if all(found is None for found in out) else out
+
+    def _forward(
+        self,
+        features: torch.Tensor,
+        idx: torch.Tensor,
+        distinct: list[tuple[torch.Tensor, torch.Tensor] | None] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [K, M, A, n], values [K, M, A]) of the minibatch rows idx [K, M] of each trial."""
+        k, m = idx.shape
+        a = features.shape[2]
+        if distinct is None:  # every trial's rows through its networks in one batched call
+            chosen = _take(features, idx)
+            return self.net.trial_logits(chosen), self.net.trial_value(chosen)
+        # some trial has few distinct observations: each trial runs the lone learner's ops
+        logits, values = [], []
+        for trial in range(k):
+            if distinct[trial] is None:
+                rows = features[trial, idx[trial]].reshape(1, m * a, -1)
+                logits.append(group_forward(self.net.actor, rows, trial).view(m, a, -1))
+                values.append(group_forward(self.net.critic, rows, trial).view(m, a))
+            else:
+                # each distinct observation goes through the networks once; rows gather the results
+                rows, where = torch.unique(distinct[trial][1][idx[trial]], return_inverse=True)
+                unique = distinct[trial][0][rows].unsqueeze(0)
+                logits.append(group_forward(self.net.actor, unique, trial)[0][where])
+                values.append(group_forward(self.net.critic, unique, trial)[0, :, 0][where])
+        return torch.stack(logits), torch.stack(values)
 
     def _minibatch_step(
-        self, batch: Batch, idx: torch.Tensor, distinct: tuple[torch.Tensor, torch.Tensor] | None
+        self,
+        batch: Batch,
+        idx: torch.Tensor,
+        distinct: list[tuple[torch.Tensor, torch.Tensor] | None] | None,
     ) -> dict[str, torch.Tensor]:
         cfg = self.config
+        take = lambda x: _take(x, idx)  # noqa: E731  [K, N, ...] -> [K, M, ...]
         mask = batch.action_mask
-        if mask is not None:  # [N, A, n] per sample, or one [A, n] padding mask for all
-            mask = mask.expand(len(idx), -1, -1) if mask.dim() == 2 else mask[idx]
-        if distinct is None:
-            features = batch.features[idx]
-            logits, new_value = self.net.logits(features), self.net.value(features)
-        else:
-            # each distinct observation goes through the networks once; rows gather the results
-            rows, where = torch.unique(distinct[1][idx], return_inverse=True)
-            features = distinct[0][rows].unsqueeze(0)
-            logits = self.net.actor(features)[0][where]
-            new_value = self.net.critic(features)[0, :, 0][where]
-        new_logprob, entropy = _logprob_entropy(_masked_logits(logits, mask), batch.actions[idx])
-        policy_mask = batch.policy_mask[idx]
-        advantages = batch.advantages[idx]
-        if cfg.norm_adv:
-            mean = masked_mean(advantages, policy_mask)
-            var = masked_mean((advantages - mean) ** 2, policy_mask)
-            count = policy_mask.sum()
-            std = (var * count / (count - 1).clamp(min=1)).sqrt()
+        if mask is not None:  # [K, N, A, n] per sample, or one [A, n] padding mask for all
+            mask = mask.expand(*idx.shape, -1, -1) if mask.dim() == 2 else take(mask)
+        logits, new_value = self._forward(batch.features, idx, distinct)
+        new_logprob, entropy = _logprob_entropy(_masked_logits(logits, mask), take(batch.actions))
+        policy_mask = take(batch.policy_mask)
+        advantages = take(batch.advantages)
+        if cfg.norm_adv:  # per trial
+            mean = masked_mean(advantages, policy_mask, per_trial=True)[:, None, None]
+            var = masked_mean((advantages - mean) ** 2, policy_mask, per_trial=True)
+            count = policy_mask.flatten(1).sum(1)
+            std = (var * count / (count - 1).clamp(min=1)).sqrt()[:, None, None]
             advantages = (advantages - mean) / (std + 1e-8)
         loss, stats = ppo_loss(
             new_logprob=new_logprob,
-            old_logprob=batch.logprobs[idx],
+            old_logprob=take(batch.logprobs),
             advantages=advantages,
             new_value=new_value,
-            old_value=batch.values[idx],
-            returns=batch.returns[idx],
+            old_value=take(batch.values),
+            returns=take(batch.returns),
             entropy=entropy,
             policy_mask=policy_mask,
-            value_mask=batch.value_mask[idx],
+            value_mask=take(batch.value_mask),
             clip_coef=cfg.clip_coef,
             clip_vloss=cfg.clip_vloss,
             vf_coef=cfg.vf_coef,
             ent_coef=cfg.ent_coef,
+            per_trial=True,
         )
         self.optimizer.zero_grad()
-        loss.backward()
-        stats["grad_norm"] = nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+        loss.sum().backward()  # each trial's weights get exactly its own loss's gradient
+        stats["grad_norm"] = self._clip_grad_norm(cfg.max_grad_norm)
         self.optimizer.step()
         return stats
+
+    def _clip_grad_norm(self, max_norm: float) -> torch.Tensor:
+        """`nn.utils.clip_grad_norm_` per trial: each trial scaled by its own norm; returns [K]."""
+        grads = [p.grad.view(self.trials, -1) for p in self.net.parameters() if p.grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(g, 2.0, dim=1) for g in grads], dim=1)  # [K, P]
+        total = torch.linalg.vector_norm(norms, 2.0, dim=1)
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(coef[:, None])
+        return total
 
     # --- snapshots and checkpoints ---------------------------------------
 
@@ -451,17 +625,20 @@ class PPO:
 
     def state_dict(self) -> dict:
         """Networks, optimizer and random stream."""
+        streams = [g.get_state() for g in self.generators]
         return {
             "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
+            "generator": streams[0] if self.trials == 1 else streams,
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict`."""
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        streams = state["generator"] if self.trials > 1 else [state["generator"]]
+        for generator, stream in zip(self.generators, streams, strict=True):
+            generator.set_state(stream)
 
 
 class FrozenPolicy:

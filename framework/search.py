@@ -88,6 +88,7 @@ class SearchSettings:
     workers: int
     timeout: float | None
     verify: int
+    batch: int = 1
 
     @classmethod
     def of(
@@ -100,6 +101,7 @@ class SearchSettings:
         study: str | None = None,
         timeout: float | None = None,
         verify: int | None = None,
+        batch: int | None = None,
     ) -> SearchSettings:
         """Settings from the recipe; command-line values take precedence (validated as the recipe's)."""
         search = recipe.search
@@ -127,6 +129,7 @@ class SearchSettings:
             workers=merged.workers,
             timeout=merged.timeout,
             verify=merged.verify,
+            batch=batch or 1,
         )
 
 
@@ -339,6 +342,7 @@ class WorkerJob:
     deadline: float | None
     heartbeat_interval: int
     grace_period: int
+    batch: int = 1
 
 
 class Interrupt:
@@ -518,6 +522,9 @@ def _work(job: WorkerJob) -> None:
     study.sampler = make_sampler(base, seed=base.seed + 7919 * job.index + host * remote + 104_729 * done)
     budget = Budget(job.budget)
     objective = _objective(job, base, study, budget, interrupt)
+    if job.batch > 1:
+        _work_batched(job, base, study, budget, interrupt, objective)
+        return
     heartbeat = isinstance(storage, optuna.storages.RDBStorage)  # the journal has no heartbeat
     while not interrupt.requested:
         trials = study.get_trials(deepcopy=False)
@@ -532,6 +539,182 @@ def _work(job: WorkerJob) -> None:
         else:
             return
     raise KeyboardInterrupt  # asked to stop between trials
+
+
+# --- batched trials (`--batch K`) ---------------------------------------------------
+
+
+def batch_space_problem(recipe: Recipe) -> str | None:
+    """Why this search cannot run as batched trials (naming the field), or None if it can.
+
+    Batched trials may differ only in seeds and in incentive parameters a
+    plugin reads per env instance (its `task_params`); switching plugins on
+    and off is fine (a trial without a plugin gets a zero term).
+    """
+    from incentive.plugin_manager import available_plugins
+    from incentive.recipe import OneOfSpec
+
+    plugins = available_plugins()
+
+    def per_instance(plugin: str, field_name: str) -> bool:
+        info = plugins.get(plugin)
+        return info is not None and field_name in tuple(getattr(info.load(), "task_params", ()) or ())
+
+    for path in recipe.search.space:
+        parts = path.split(".")
+        ok = len(parts) == 4 and parts[0] == "incentives" and parts[1].isdigit() and parts[2] == "params"
+        index = int(parts[1]) if ok else -1
+        entry = recipe.incentives[index] if ok and index < len(recipe.incentives) else None
+        if entry is None or isinstance(entry, OneOfSpec) or not per_instance(entry.plugin, parts[3]):
+            return (
+                f"field 'search.space.{path}': batched trials cannot vary {path!r} (only seeds and incentive "
+                "parameters that a plugin reads per env instance, its task_params, may differ in one batch; "
+                "env, network, rollout, num_envs, total_steps and learner settings may not)"
+            )
+    for index, entry in enumerate(recipe.incentives):
+        options = entry.one_of if isinstance(entry, OneOfSpec) else [entry]
+        for option in options:
+            for name in getattr(option, "search", {}) or {}:
+                if not per_instance(option.plugin, name):
+                    return (
+                        f"field 'incentives.{index}.search.{name}': batched trials cannot vary parameter "
+                        f"{name!r} of plugin {option.plugin!r} (it does not read it per env instance)"
+                    )
+    return None
+
+
+def _work_batched(
+    job: WorkerJob,
+    base: Recipe,
+    study: optuna.Study,
+    budget: Budget,
+    interrupt: Interrupt,
+    objective: Callable,
+) -> None:
+    """A `--batch K` worker: ask K trials, train them (and their repeats) as one batch, tell each result."""
+    while not interrupt.requested:
+        trials = study.get_trials(deepcopy=False)
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        out_of_time = job.deadline is not None and time.time() >= job.deadline
+        slots = waiting + (0 if out_of_time else budget.open_slots(trials))
+        if slots <= 0:
+            return
+        asked = []
+        for _ in range(min(job.batch, slots)):
+            trial = study.ask()
+            trial.set_user_attr("worker", worker_id())
+            trial.set_user_attr("interrupted", False)
+            trials = study.get_trials(deepcopy=False)
+            me = next(t for t in trials if t.number == trial.number)
+            if not budget.within(me, trials):
+                trial.set_user_attr("over_budget", True)
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            asked.append(trial)
+        if not asked:
+            return
+        interrupt.in_trial = True
+        try:
+            _run_batch(job, base, study, asked, objective)
+        except KeyboardInterrupt:
+            for trial in asked:
+                trial.set_user_attr("interrupted", True)
+            raise
+        finally:
+            interrupt.in_trial = False
+
+
+def _tell_alone(study: optuna.Study, trial: optuna.Trial, objective: Callable) -> None:
+    """Train and tell one trial the unbatched way (its design cannot join a batch)."""
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the trial failed; the study goes on (as `catch` does for optimize)
+        trial.set_user_attr("error", str(exc))
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        study.tell(trial, value)
+
+
+def _run_batch(
+    job: WorkerJob, base: Recipe, study: optuna.Study, asked: list[optuna.Trial], objective: Callable
+) -> None:
+    from incentive.batched import BatchedTraining
+
+    report_iterations = pruner_reports_iterations(base)
+    objectives = base.objectives
+    seeds = design_seeds(base, 0, base.search.repeats)
+    members: list[tuple[optuna.Trial, int, Recipe, Path, TrialReporter]] = []
+    designs: list[tuple[optuna.Trial, Recipe]] = []
+    for trial in asked:
+        try:
+            recipe = trial_recipe(trial, base)
+        except IncentiveError as exc:
+            trial.set_user_attr("error", str(exc))
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        trial.set_user_attr("recipe", json.dumps(recipe.model_dump(mode="json")))
+        designs.append((trial, recipe))
+    iterations = _planned_iterations(base)
+    for trial, recipe in designs:
+        for r, seed in enumerate(seeds):
+            extra = {"trial": trial.number, "params": trial.params, "study": job.study_name}
+            seeded = _seed_recipe(recipe, seed, job.study_name, "trial", [f"trial-{trial.number}"], extra)
+            reporter = TrialReporter(
+                trial,
+                objective=objectives[0].metric,
+                last_fraction=objectives[0].last_fraction,
+                step_offset=r * iterations,
+                prune=report_iterations,
+            )
+            members.append(
+                (trial, seed, seeded, _trial_run_dir(job.study_dir, "trials", trial.number, seed), reporter)
+            )
+    if not members:
+        return
+    try:
+        training = BatchedTraining(
+            [m[2] for m in members],
+            run_dirs=[m[3] for m in members],
+            extra_plugins=[[("search_trial", m[4])] if report_iterations else [] for m in members],
+        )
+    except RecipeError as exc:  # a plugin's suggestion made the designs unbatchable: one at a time
+        for trial, _ in designs:
+            trial.set_user_attr("batch_fallback", str(exc))
+            _tell_alone(study, trial, objective)
+        return
+    try:
+        training.run()
+    except IncentiveError as exc:
+        for trial, _ in designs:
+            trial.set_user_attr("error", str(exc))
+            study.tell(trial, state=TrialState.FAIL)
+        return
+    for trial, _ in designs:
+        mine = [(i, m) for i, m in enumerate(members) if m[0] is trial]
+        rows = [training.metrics_files[i].read() for i, _ in mine]
+        trial.set_user_attr("env_steps", sum(r[-1]["train/global_step"] if r else 0 for r in rows))
+        trial.set_user_attr("storage_s", sum(m[4].storage_s for _, m in mine))
+        trial.set_user_attr("batch", len(asked))
+        if any(training.statuses[i] == "pruned" for i, _ in mine):
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        try:
+            scores = [[run_score(r, o.metric, o.last_fraction) for o in objectives] for r in rows]
+        except IncentiveError as exc:
+            trial.set_user_attr("error", str(exc))
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        if base.search.constraints:
+            _set_constraints(trial, base, rows[-1])
+        means = [sum(s[i] for s in scores) / len(scores) for i in range(len(objectives))]
+        trial.set_user_attr("seeds", seeds)
+        trial.set_user_attr("per_seed", scores)
+        trial.set_user_attr("std", [_std([s[i] for s in scores]) for i in range(len(objectives))])
+        study.tell(trial, means[0] if len(means) == 1 else means)
 
 
 # --- the study --------------------------------------------------------------------
@@ -687,6 +870,13 @@ def run_study(
     result = StudyResult(study=study, settings=settings, recipe=recipe, budget=budget)
     requeued = recover_dead_trials(study)
     events = [f"re-running trial(s) {requeued} (stopped before they finished)"] if requeued else []
+    batch = settings.batch
+    if batch > 1:
+        problem = batch_space_problem(recipe)
+        if problem is not None:
+            result.notes.append(f"--batch {batch}: {problem}; the trials run one at a time")
+            events.append(result.notes[-1])
+            batch = 1
     deadline = time.time() + settings.timeout if settings.timeout else None
     job = dict(
         recipe_data=recipe.model_dump(mode="json"),
@@ -699,6 +889,7 @@ def run_study(
         deadline=deadline,
         heartbeat_interval=recipe.search.heartbeat_interval,
         grace_period=recipe.search.grace_period,
+        batch=batch,
     )
     context = multiprocessing.get_context("spawn")
     workers: dict[int, Any] = {}
