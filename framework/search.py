@@ -665,7 +665,7 @@ def _run_batch(
             seeded = _seed_recipe(recipe, seed, job.study_name, "trial", [f"trial-{trial.number}"], extra)
             reporter = TrialReporter(
                 trial,
-                objective=objectives[0].metric,
+                objective=objectives[0].name,
                 last_fraction=objectives[0].last_fraction,
                 step_offset=r * iterations,
                 prune=report_iterations,
@@ -703,13 +703,13 @@ def _run_batch(
             study.tell(trial, state=TrialState.PRUNED)
             continue
         try:
-            scores = [[run_score(r, o.metric, o.last_fraction) for o in objectives] for r in rows]
+            scores = [objective_values(objectives, r, trial.params) for r in rows]
+            recipe = next(chosen for t, chosen in designs if t is trial)
+            _set_constraints(trial, [_constraint_values(base, recipe, r) for r in rows])
         except IncentiveError as exc:
             trial.set_user_attr("error", str(exc))
             study.tell(trial, state=TrialState.FAIL)
             continue
-        if base.search.constraints:
-            _set_constraints(trial, base, rows[-1])
         means = [sum(s[i] for s in scores) / len(scores) for i in range(len(objectives))]
         trial.set_user_attr("seeds", seeds)
         trial.set_user_attr("per_seed", scores)
