@@ -76,7 +76,7 @@ from incentive.errors import IncentiveError, PluginError, RecipeError, RecipeWar
 from incentive.loop import METRICS, PERF, Training, check_objectives, make_env
 from incentive.metrics import MetricsFile
 from incentive.plugin_manager import Hooks, make_plugin_manager
-from incentive.ppo import PPO, Batch, compute_gae
+from incentive.ppo import PPO, Batch
 from incentive.recipe import Recipe
 from incentive.sizes import check_sizes, episode_warnings
 from incentive.tasks import TaskState
@@ -483,15 +483,7 @@ class BatchedTraining(Training):
         buffers = self._rollout(cfg.rollout_steps)
         rollout_done = time.perf_counter()
 
-        next_value = self.learner.value(self.learner.features(self.ts.obs, self.agents))
-        advantages, returns = compute_gae(
-            buffers["incentive"],
-            buffers["values"],
-            buffers["done"][..., None],
-            next_value,
-            gamma=cfg.gamma,
-            gae_lambda=cfg.gae_lambda,
-        )
+        advantages, returns = self._advantages(buffers)
 
         def per_trial(x: torch.Tensor | None) -> torch.Tensor | None:  # [T, K*E, ...] -> [K, T*E, ...]
             if x is None:

@@ -237,15 +237,7 @@ class Training:
         rollout_done = time.perf_counter()
 
         # advantages
-        next_value = self.learner.value(self.learner.features(self.ts.obs, self.agents))
-        advantages, returns = compute_gae(
-            buffers["incentive"],
-            buffers["values"],
-            buffers["done"][..., None],
-            next_value,
-            gamma=cfg.gamma,
-            gae_lambda=cfg.gae_lambda,
-        )
+        advantages, returns = self._advantages(buffers)
         rollout = Rollout(
             reward=buffers["reward"],
             incentive=buffers["incentive"],
@@ -301,6 +293,19 @@ class Training:
         )
         if iteration % self.recipe.train.checkpoint_every == 0 or iteration == self.num_iterations:
             self._checkpoint(iteration)
+
+    def _advantages(self, buffers: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE advantages and returns of a rollout, bootstrapped from the value of the state after it."""
+        cfg = self.recipe.learner
+        next_value = self.learner.value(self.learner.features(self.ts.obs, self.agents))
+        return compute_gae(
+            buffers["incentive"],
+            buffers["values"],
+            buffers["done"][..., None],
+            next_value,
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+        )
 
     def _rollout(self, steps: int) -> dict[str, Any]:
         e, a = self.env.num_envs, len(self.agents)
