@@ -16,6 +16,19 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+RECIPES = Path(__file__).parent.parent / "recipes"
+
+
+def run_recipe_briefly(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]:
+    """`incentive run` of a shipped recipe for one iteration on 4 envs, W&B off: (exit code, stderr)."""
+    args = ["run", str(RECIPES / recipe), "--quiet", "--set", f"log.dir={tmp_path}"]
+    args += ["--set", "log.wandb.mode=disabled", "--set", "train.total_steps=1", "--set", "env.num_envs=4"]
+    for override in overrides:
+        args += ["--set", override]
+    code, _, err = run_cli(capsys, *args)
+    return code, err
+
+
 def assert_clean_error(code: int, err: str, *fragments: str) -> None:
     assert code == 2
     assert "Traceback" not in err

@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from test_cli import assert_clean_error, run_cli
-
-RECIPES = Path(__file__).parent.parent / "recipes"
-
-
-def run(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]:
-    args = ["run", str(RECIPES / recipe), "--quiet", "--set", f"log.dir={tmp_path}"]
-    args += ["--set", "log.wandb.mode=disabled", "--set", "train.total_steps=1", "--set", "env.num_envs=4"]
-    for override in overrides:
-        args += ["--set", override]
-    code, _, err = run_cli(capsys, *args)
-    return code, err
+from test_cli import assert_clean_error, run_recipe_briefly
 
 
 @pytest.mark.parametrize(
@@ -92,5 +79,5 @@ def run(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]
     ],
 )
 def test_bad_curriculum_input_is_one_clear_error(capsys, tmp_path, recipe, override, fragments):
-    code, err = run(capsys, tmp_path, recipe, override)
+    code, err = run_recipe_briefly(capsys, tmp_path, recipe, override)
     assert_clean_error(code, err, *fragments)

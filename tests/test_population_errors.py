@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from test_cli import assert_clean_error, run_cli
-
-RECIPES = Path(__file__).parent.parent / "recipes"
-
-
-def run(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]:
-    args = ["run", str(RECIPES / recipe), "--quiet", "--set", f"log.dir={tmp_path}"]
-    args += ["--set", "log.wandb.mode=disabled", "--set", "train.total_steps=1", "--set", "env.num_envs=4"]
-    for override in overrides:
-        args += ["--set", override]
-    code, _, err = run_cli(capsys, *args)
-    return code, err
+from test_cli import RECIPES, assert_clean_error, run_cli, run_recipe_briefly
 
 
 @pytest.mark.parametrize(
@@ -93,7 +80,7 @@ def run(capsys, tmp_path: Path, recipe: str, *overrides: str) -> tuple[int, str]
     ],
 )
 def test_bad_population_input(capsys, tmp_path, recipe, overrides, fragments):
-    code, err = run(capsys, tmp_path, recipe, *overrides)
+    code, err = run_recipe_briefly(capsys, tmp_path, recipe, *overrides)
     assert_clean_error(code, err, *fragments)
 
 
