@@ -70,9 +70,9 @@ import pluggy
 import torch
 import yaml
 
-from incentive.checkpoint import load_checkpoint, plain_data_problem, save_checkpoint
+from incentive.checkpoint import load_checkpoint, save_checkpoint
 from incentive.envs.base import TimeStep
-from incentive.errors import IncentiveError, PluginError, RecipeError, RecipeWarning, StopRun
+from incentive.errors import IncentiveError, RecipeError, RecipeWarning, StopRun
 from incentive.loop import METRICS, PERF, Training, check_objectives, make_env
 from incentive.metrics import MetricsFile
 from incentive.plugin_manager import Hooks, make_plugin_manager
@@ -660,30 +660,13 @@ class BatchedTraining(Training):
 
     def _state(self, iteration: int) -> dict[str, Any]:
         """Everything the batch needs to continue (the checkpoint)."""
-        plugin_states = {}
-        for plugin, state in self.hooks.call("incentive_state_dict", run=self.context):
-            if state is not None:
-                problem = plain_data_problem(state, "its state")
-                if problem:
-                    raise PluginError(plugin, "incentive_state_dict", problem)
-                plugin_states[plugin] = state
         return {
-            "iteration": iteration,
-            "global_step": self.context.global_step,
+            **self._training_state(iteration),
             "seeds": self.seeds,
             "active": list(self.active),
             "statuses": list(self.statuses),
             "metrics_lines": [f.count() for f in self.metrics_files],
             "perf_lines": [f.count() for f in self.perf_files],
-            "learner": self.learner.state_dict(),
-            "env": self.env.state_dict(),
-            "run_generator": self.context.generator.get_state(),
-            "timestep": vars(self.ts),
-            "seats": self.seats,
-            "next_seats": self.next_seats,
-            "episode": self.episode,
-            "tasks": self.context.tasks.state_dict(),
-            "plugins": plugin_states,
         }
 
     def _restore(self, state: dict[str, Any] | None = None) -> int:
@@ -694,23 +677,12 @@ class BatchedTraining(Training):
                 f"{self.run_dir / BATCH_CHECKPOINT}: the checkpoint holds seeds {state['seeds']}, "
                 f"the batch {self.seeds}"
             )
-        self.learner.load_state_dict(state["learner"])
-        self.env.load_state_dict(state["env"])
         self.active = list(state["active"])
         self.statuses = list(state["statuses"])
-        self.context.generator.set_state(state["run_generator"])
-        self.context.iteration = state["iteration"]
-        self.context.global_step = state["global_step"]
+        self._load_training_state(state, state["tasks"])
         for context in self.trial_contexts:
             context.iteration = state["iteration"]
             context.global_step = state["global_step"] // self.trials
-        self.ts = TimeStep(**state["timestep"])
-        self.seats = state["seats"]
-        self.next_seats = state["next_seats"]
-        self.episode = state["episode"]
-        self.context.tasks.load_state_dict(state["tasks"])
-        for plugin, plugin_state in state["plugins"].items():
-            self.hooks.call_plugin(plugin, "incentive_load_state_dict", run=self.context, state=plugin_state)
         for file, lines in zip(self.metrics_files, state["metrics_lines"], strict=True):
             file.truncate(lines)
         for file, lines in zip(self.perf_files, state["perf_lines"], strict=True):

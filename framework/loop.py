@@ -529,6 +529,18 @@ class Training:
     # --- checkpoints ---------------------------------------------------------
 
     def _checkpoint(self, iteration: int) -> None:
+        state = {
+            **self._training_state(iteration),
+            "metrics_lines": self.metrics_file.count(),
+            "perf_lines": self.perf_file.count(),
+        }
+        try:
+            save_checkpoint(self.run_dir / CHECKPOINT, state)
+        except ValueError as exc:
+            raise IncentiveError(f"{self.run_dir / CHECKPOINT}: cannot write the checkpoint: {exc}") from None
+
+    def _training_state(self, iteration: int) -> dict[str, Any]:
+        """What any training needs to continue: learner, env, streams, seats, episodes, tasks, plugins."""
         plugin_states = {}
         for plugin, state in self.hooks.call("incentive_state_dict", run=self.context):
             if state is not None:
@@ -536,11 +548,9 @@ class Training:
                 if problem:
                     raise PluginError(plugin, "incentive_state_dict", problem)
                 plugin_states[plugin] = state
-        state = {
+        return {
             "iteration": iteration,
             "global_step": self.context.global_step,
-            "metrics_lines": self.metrics_file.count(),
-            "perf_lines": self.perf_file.count(),
             "learner": self.learner.state_dict(),
             "env": self.env.state_dict(),
             "run_generator": self.context.generator.get_state(),
@@ -551,14 +561,17 @@ class Training:
             "tasks": self.context.tasks.state_dict(),
             "plugins": plugin_states,
         }
-        try:
-            save_checkpoint(self.run_dir / CHECKPOINT, state)
-        except ValueError as exc:
-            raise IncentiveError(f"{self.run_dir / CHECKPOINT}: cannot write the checkpoint: {exc}") from None
 
     def _restore(self, state: dict[str, Any] | None = None) -> int:
         if state is None:
             state = load_checkpoint(self.run_dir / CHECKPOINT)
+        self._load_training_state(state, self._saved_tasks(state))
+        self.metrics_file.truncate(state["metrics_lines"])
+        self.perf_file.truncate(state["perf_lines"])
+        return state["iteration"]
+
+    def _load_training_state(self, state: dict[str, Any], tasks: dict[str, Any]) -> None:
+        """Restore what `_training_state` saved (the tasks as given: older checkpoints have none)."""
         self.learner.load_state_dict(state["learner"])
         self.env.load_state_dict(state["env"])
         self.context.generator.set_state(state["run_generator"])
@@ -568,12 +581,9 @@ class Training:
         self.seats = state["seats"]
         self.next_seats = state["next_seats"]
         self.episode = state["episode"]
-        self.context.tasks.load_state_dict(self._saved_tasks(state))
+        self.context.tasks.load_state_dict(tasks)
         for plugin, plugin_state in state["plugins"].items():
             self.hooks.call_plugin(plugin, "incentive_load_state_dict", run=self.context, state=plugin_state)
-        self.metrics_file.truncate(state["metrics_lines"])
-        self.perf_file.truncate(state["perf_lines"])
-        return state["iteration"]
 
     def _saved_tasks(self, state: dict[str, Any]) -> dict[str, Any]:
         """The checkpoint's task state; one written before per-instance tasks existed has none.
