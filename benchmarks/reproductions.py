@@ -28,7 +28,9 @@ long after it reached 0).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -37,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from connect_four_ladder import LADDER_FILE, MinimaxLadder, best_depth_beaten
 
 from incentive.compare import comparison_rows, format_table, summarise
 from incentive.recipe import load_recipe
@@ -70,6 +74,8 @@ class Experiment:
     curve_metric: str | None = None  # print this metric's IQM over seeds at 5 evenly spaced points
     # (label, first, last): per seed, each metric's mean over the iterations in that fraction of the run
     windows: list[tuple[str, float, float]] = field(default_factory=list)
+    # Connect Four: play each finished learner up the minimax ladder (connect_four_ladder.py)
+    ladder: bool = False
 
 
 def sharing(s: float) -> str:
@@ -245,6 +251,38 @@ EXPERIMENTS: dict[str, Experiment] = {
         seeds=2,
         curve=(0.25, 0.5, 0.75, 1.0),
     ),
+    # Leduc poker, the same four samplers as on Kuhn at equal env steps (the budget is set so that
+    # each run takes about 30 CPU-minutes on this machine: see the README); exact exploitability
+    "leduc_opponents": Experiment(
+        arms=[
+            Arm("latest-only self-play", "leduc_self_play.yaml"),
+            Arm("fictitious self-play", "leduc_fsp.yaml"),
+            Arm("PFSP (hard)", "leduc_pfsp.yaml"),
+            Arm("PSRO (Nash)", "leduc_psro.yaml", ["opponents.params.meta_solver=nash"]),
+        ],
+        metrics=["exploitability", "mixture_exploitability"],
+        seeds=1,
+        curve=(0.25, 0.5, 0.75, 1.0),
+    ),
+    # Connect Four from the win/loss signal alone (no teaching): PFSP over snapshots and bots with
+    # 35% mirror self-play, against latest-only self-play, at equal env steps (about 30 minutes of
+    # one core each, run side by side with --jobs 2); scores count draws as half, both seats
+    "connect_four_opponents": Experiment(
+        arms=[
+            Arm("PFSP (hard) + 35% self-play", "connect_four_pfsp.yaml"),
+            Arm(
+                "latest-only self-play",
+                "connect_four_pfsp.yaml",
+                ["opponents={plugin: self_play, params: {evaluate_every: 20, eval_bots: [random, one_ply], "
+                 "eval_episodes: 256}}"],
+            ),
+        ],
+        metrics=["win_rate/random", "win_rate/one_ply"],
+        seeds=1,
+        threshold=("win_rate/one_ply", 0.6),
+        curve=(0.25, 0.5, 0.75, 1.0),
+        ladder=True,
+    ),
     # Incentives meet opponents: the IPD learner with reward sharing u_i = r_i + s r_j (s = 1 makes C
     # dominant in the stage game, whoever the partner is) against itself, a population of its frozen past
     # selves, or a fixed defector. `cooperation` counts both seats: against the defector, the learner's own
@@ -270,23 +308,32 @@ class ArmResult:
     crossings: list[tuple[int, float] | None] = field(default_factory=list)
 
 
-def run_arm(arm: Arm, seed: int, out: str, steps: int | None) -> tuple[RunData, float]:
-    """Train one seed of an arm; its metrics lines carry `seconds` (training time so far, from perf.jsonl)."""
+def train_arm(arm: Arm, seed: int, out: str, steps: int | None, ladder: bool) -> tuple[str, float, float]:
+    """Train one seed of an arm: (run directory, wall seconds, CPU seconds of this process)."""
+    torch.set_num_threads(1)  # one core per job: `--jobs 2` fills the 2 cores without oversubscribing
     overrides = [*arm.overrides, f"seed={seed}", f"log.dir={out}", "log.wandb.mode=disabled"]
     if steps:
         overrides.append(f"train.total_steps={steps}")
     recipe = load_recipe(RECIPES / arm.recipe, overrides)
-    started = time.perf_counter()
-    run_dir, _ = start_run(recipe, run_id=f"{arm.label}-{seed}".replace(" ", "_").replace("/", "_"))
-    elapsed = time.perf_counter() - started
+    extra = [("minimax_ladder", MinimaxLadder())] if ladder else []
+    started, cpu = time.perf_counter(), time.process_time()
+    run_dir, _ = start_run(
+        recipe, run_id=f"{arm.label}-{seed}".replace(" ", "_").replace("/", "_"), extra_plugins=extra
+    )
+    return str(run_dir), time.perf_counter() - started, time.process_time() - cpu
+
+
+def read_arm_run(run_dir: str) -> RunData:
+    """A finished run; its metrics lines carry `seconds` (training time so far, from perf.jsonl)."""
     run = load_run(run_dir)
-    perf = [json.loads(line) for line in (run_dir / "perf.jsonl").read_text().splitlines()]
-    per_iteration = recipe.env.num_envs * recipe.learner.rollout_steps
+    recipe = run.recipe
+    perf = [json.loads(line) for line in (run.path / "perf.jsonl").read_text().splitlines()]
+    per_iteration = recipe["env"]["num_envs"] * recipe["learner"]["rollout_steps"]
     seconds = 0.0
     for line, timing in zip(run.lines, perf, strict=True):
         seconds += per_iteration / timing["perf/steps_per_s"]
         line["seconds"] = seconds
-    return run, elapsed
+    return run
 
 
 def first_crossing(
@@ -415,6 +462,51 @@ def curve_tables(experiment: Experiment, results: list[ArmResult]) -> str:
     return "\n".join(out)
 
 
+def ladder_table(results: list[ArmResult]) -> str:
+    """Per arm, each rung's score per seed, and the deepest minimax each seed beats."""
+    ladders = {
+        result.runs.label: [json.loads((run.path / LADDER_FILE).read_text()) for run in result.runs.runs]
+        for result in results
+    }
+    rungs = list(next(iter(ladders.values()))[0])
+    body = [
+        [label, *(" ".join(f"{seed_ladder[r]:.2f}" for seed_ladder in per_seed) for r in rungs),
+         " ".join(str(best_depth_beaten(seed_ladder)) for seed_ladder in per_seed)]
+        for label, per_seed in ladders.items()
+    ]  # fmt: skip
+    return format_table(["arm", *rungs, "deepest minimax beaten"], body)
+
+
+def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, out: Path) -> list[ArmResult]:
+    """Train every (arm, seed) of an experiment, `args.jobs` at a time, each job on one core."""
+    seeds = args.seeds or experiment.seeds
+    arms = [arm for arm in experiment.arms if not args.arms or arm.label in args.arms]
+    jobs = [(arm, seed) for arm in arms for seed in range(seeds)]
+    results = {arm.label: ArmResult(runs=RunsOfArm(label=arm.label)) for arm in arms}
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = [
+            pool.submit(train_arm, arm, seed, str(out / name), args.steps, experiment.ladder)
+            for arm, seed in jobs
+        ]
+        for (arm, seed), future in zip(jobs, futures, strict=True):
+            run_dir, wall, cpu = future.result()
+            run = read_arm_run(run_dir)
+            result = results[arm.label]
+            result.runs.runs.append(run)
+            result.walls.append(wall)
+            if experiment.threshold:
+                result.crossings.append(
+                    first_crossing(run.lines, *experiment.threshold, when=experiment.threshold_when)
+                )
+            print(
+                f"{name}: {arm.label}, seed {seed}: {wall:.1f} s ({cpu:.1f} CPU s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return list(results.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -422,31 +514,24 @@ def main() -> None:
     parser.add_argument("experiments", nargs="*")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per arm (default: per experiment)")
     parser.add_argument("--steps", type=int, default=None, help="override every arm's train.total_steps")
+    parser.add_argument("--arms", nargs="+", default=None, help="run only these arms (labels, quoted)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once, one core each (default 1; 2 fills 2 cores)"
+    )
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
     if args.list or not args.experiments:
         print("experiments:", ", ".join(EXPERIMENTS))
         return
-    out = tempfile.mkdtemp(prefix="reproductions-")
+    unknown = [name for name in args.experiments if name not in EXPERIMENTS]
+    if unknown:
+        parser.error(f"unknown experiment(s) {', '.join(unknown)}; available: {', '.join(EXPERIMENTS)}")
+    out = Path(tempfile.mkdtemp(prefix="reproductions-"))
     print(f"runs in {out}", file=sys.stderr)
     for name in args.experiments:
         experiment = EXPERIMENTS[name]
-        seeds = args.seeds or experiment.seeds
-        results = []
-        for arm in experiment.arms:
-            result = ArmResult(runs=RunsOfArm(label=arm.label))
-            for seed in range(seeds):
-                run, elapsed = run_arm(
-                    arm, seed, str(Path(out) / name), args.steps
-                )  # experiments may share arms
-                result.runs.runs.append(run)
-                result.walls.append(elapsed)
-                if experiment.threshold:
-                    result.crossings.append(
-                        first_crossing(run.lines, *experiment.threshold, when=experiment.threshold_when)
-                    )
-                print(f"{name}: {arm.label}, seed {seed}: {elapsed:.1f} s", file=sys.stderr, flush=True)
-            results.append(result)
+        results = run_experiment(name, experiment, args, out)
+        seeds = len(results[0].runs.runs) if results else 0
         print(f"\n## {name} ({seeds} seeds; IQM [95% CI] over seeds of each run's last 10% of iterations)")
         print(table(experiment, results), flush=True)
         if experiment.curve:
@@ -459,6 +544,9 @@ def main() -> None:
         if experiment.windows:
             print("\nby window of the run (mean over its iterations; per seed, then IQM [95% CI] over seeds)")
             print(window_table(experiment, results), flush=True)
+        if experiment.ladder:
+            print("\nminimax ladder of the final learners (score: wins + draws / 2, per seed)")
+            print(ladder_table(results), flush=True)
 
 
 if __name__ == "__main__":

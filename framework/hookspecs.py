@@ -251,15 +251,22 @@ def incentive_pick_opponents(run: RunContext, iteration: int) -> OpponentAssignm
 
 
 @hookspec
-def incentive_update_population(run: RunContext, iteration: int, results: EpisodeResults) -> None:
+def incentive_update_population(
+    run: RunContext, iteration: int, results: EpisodeResults, rollout: Rollout
+) -> None:
     """Update the population, ratings or payoffs from this iteration's episodes.
 
-    Called once per iteration, after the learner's update.
+    Called once per iteration, after the iteration's metrics line is written
+    and before `incentive_iteration_end`, also when no episode finished
+    (`results` then holds none), so counts decay and snapshots follow their
+    schedule every iteration.
 
     Args:
         run: the run context.
         iteration: 1-based number of the iteration just played.
         results: returns and seat occupants of the finished episodes.
+        rollout: the iteration's rollout, for opponents that learn from their
+            own seats (a league's exploiters).
 
     Returns:
         None; every implementation is called.

@@ -285,9 +285,16 @@ class Training:
         self.last_metrics = {**metrics, **perf}
         if finished is not None:
             results = EpisodeResults(returns=finished["reward"], seats=finished["seats"])
-            self.hooks.call(
-                "incentive_update_population", run=self.context, iteration=iteration, results=results
-            )
+        else:  # no episode finished this iteration
+            nobody = torch.zeros(0, len(self.agents), dtype=torch.long)
+            results = EpisodeResults(returns=torch.zeros(0, len(self.agents)), seats=nobody)
+        self.hooks.call(
+            "incentive_update_population",
+            run=self.context,
+            iteration=iteration,
+            results=results,
+            rollout=rollout,
+        )
         self.hooks.call(
             "incentive_iteration_end", run=self.context, iteration=iteration, metrics=self.last_metrics
         )

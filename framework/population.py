@@ -4,7 +4,7 @@ Opponent-sampling plugins (`self_play`, `fictitious_self_play`, `pfsp`,
 `psro`, `league`) are subclasses of `PopulationSampler`, which carries every
 hook they share: it owns a `Population`, answers `incentive_pick_opponents`
 by sampling from the plugin's `distribution`, updates payoffs, ratings and
-snapshots at `incentive_iteration_end`, and saves it all with the checkpoint.
+snapshots in `incentive_update_population`, and saves it all with the checkpoint.
 A sampler plugin is then a `name`, a `Params` model and its distribution.
 
 Members, each with a stable integer id:
@@ -728,7 +728,6 @@ class PopulationSampler:
     def __init__(self, params: PopulationParams) -> None:
         self.params = params
         self.population: Population | None = None
-        self.results: EpisodeResults | None = None
         self.last_probs: tuple[float, torch.Tensor] = (1.0, torch.zeros(0))  # of the latest pick
         self.designer_metrics = ["exploitability", "mixture_exploitability"] + [
             f"win_rate/{bot}" for bot in params.eval_bots
@@ -870,19 +869,9 @@ class PopulationSampler:
         return metrics
 
     @hookimpl
-    def incentive_update_population(self, results: EpisodeResults) -> None:
-        """Keep this iteration's finished episodes for `incentive_iteration_end`."""
-        self.results = results
-
-    @hookimpl
-    def incentive_iteration_end(self, iteration: int) -> None:
-        """Count this iteration's games (decaying the old ones), then take a snapshot if one is due.
-
-        Done at iteration end rather than in `incentive_update_population`, which the loop skips when no
-        episode finished, so counts decay and snapshots follow the schedule every iteration.
-        """
-        self.population.record(self.results)
-        self.results = None
+    def incentive_update_population(self, iteration: int, results: EpisodeResults) -> None:
+        """Count this iteration's games (decaying the old ones), then take a snapshot if one is due."""
+        self.population.record(results)
         self.maybe_snapshot(iteration)
 
     def maybe_snapshot(self, iteration: int) -> None:

@@ -44,8 +44,8 @@ sampling distribution over the snapshots and bots.
 Limits: one main agent (the run's learner; `main_agents` must be 1, and a
 league without one is an error); two-seat games; exploiters are trained one
 after the other (a loop over the few exploiters, each one batched over its
-instances). The exploiters' training happens in `incentive_collect_metrics`,
-the one hook after the rollout that receives it and is not the curriculum's.
+instances). The exploiters train in `incentive_update_population`, which
+receives the rollout, after the iteration's metrics are written.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from incentive.league import (
     main_probs,
 )
 from incentive.population import PopulationParams, PopulationSampler, SnapshotPolicy
-from incentive.types import LEARNER, OpponentAssignment, Rollout, RunContext
+from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout, RunContext
 
 __all__ = ["League"]
 
@@ -153,6 +153,7 @@ class League(PopulationSampler):
         self.exploiters: dict[str, TrainedOpponent] = {}
         self.main_since_checkpoint = 0
         self.trainee: torch.Tensor | None = None  # per instance: 0 the main agent, 1 + i exploiter i
+        self.last_entropy: dict[str, float | None] = {}  # each exploiter's policy entropy at its last update
 
     # set-up
 
@@ -273,12 +274,12 @@ class League(PopulationSampler):
 
     @hookimpl
     def incentive_collect_metrics(self, run: RunContext, rollout: Rollout) -> dict[str, float]:
-        """Train every exploiter on its seats of this rollout; the population's metrics and the league's."""
-        metrics = {}
-        for name, exploiter in self.exploiters.items():
-            stats = exploiter.train(rollout)
-            if "entropy" in stats:
-                metrics[f"population/league/{name}/entropy"] = stats["entropy"]
+        """The population's metrics, the league's, and each exploiter's entropy at its last update."""
+        metrics = {
+            f"population/league/{name}/entropy": entropy
+            for name, entropy in self.last_entropy.items()
+            if entropy is not None
+        }
         metrics.update(super().incentive_collect_metrics(run, rollout))
         return metrics
 
@@ -292,16 +293,18 @@ class League(PopulationSampler):
         return out
 
     @hookimpl
-    def incentive_iteration_end(self, iteration: int) -> None:
-        """Count the games (pairwise and the population's), then snapshot and reset by the rules."""
-        self._record()
-        super().incentive_iteration_end(iteration)  # the learner's own counts and Elo (no snapshot_every)
+    def incentive_update_population(self, iteration: int, results: EpisodeResults, rollout: Rollout) -> None:
+        """Train each exploiter on its seats of the rollout, count the games, snapshot and reset."""
+        for name, exploiter in self.exploiters.items():
+            self.last_entropy[name] = exploiter.train(rollout).get("entropy")
+        self.record_games(results)
+        super().incentive_update_population(iteration, results)  # the learner's counts and Elo
         self._checkpoints(iteration)
 
-    def _record(self) -> None:
+    def record_games(self, results: EpisodeResults) -> None:
+        """Decay the pairwise payoffs, then add this iteration's games between every pair of players."""
         self.payoffs.decay(self.params.decay)
-        results = self.results
-        if results is None or len(results.returns) == 0:
+        if len(results.returns) == 0:
             return
         slots = torch.tensor(self.population.slots, dtype=torch.long)
         players = torch.where(results.seats >= 0, slots[results.seats.clamp(min=0)], LEARNER)
@@ -350,10 +353,18 @@ class League(PopulationSampler):
                 exploiter.reset()
 
     def extra_state(self) -> dict[str, Any]:
-        """Pairwise payoffs and the main agent's iterations since its last snapshot (exploiters: members)."""
-        return {"payoffs": self.payoffs.state_dict(), "main_since_checkpoint": self.main_since_checkpoint}
+        """Payoffs, the main agent's iterations since its last snapshot, exploiters' last entropies.
+
+        The exploiters themselves are members of the population, saved with it.
+        """
+        return {
+            "payoffs": self.payoffs.state_dict(),
+            "main_since_checkpoint": self.main_since_checkpoint,
+            "last_entropy": dict(self.last_entropy),
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore `extra_state`."""
         self.payoffs.load_state_dict(state["payoffs"])
         self.main_since_checkpoint = state["main_since_checkpoint"]
+        self.last_entropy = dict(state.get("last_entropy", {}))  # older checkpoints: none yet

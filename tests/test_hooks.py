@@ -60,8 +60,8 @@ class Recorder:
         self.calls["incentive_update_curriculum"].append(rollout)
 
     @hookimpl
-    def incentive_update_population(self, run, iteration, results):
-        self.calls["incentive_update_population"].append((iteration, results))
+    def incentive_update_population(self, run, iteration, results, rollout):
+        self.calls["incentive_update_population"].append((iteration, results, rollout))
 
     @hookimpl
     def incentive_collect_metrics(self, run, rollout):
@@ -89,6 +89,17 @@ class Recorder:
     def incentive_search_space(self, trial, recipe):
         self.calls["incentive_search_space"].append((trial, recipe))
         return {"learner.epochs": trial.suggest_int("epochs", 1, 3)}
+
+
+def test_population_update_comes_every_iteration_even_when_no_episode_ends(write_recipe):
+    # 16-step rollouts in 40-step episodes: iterations 1 and 2 end no episode, iteration 3 one per env
+    recipe = load_recipe(write_recipe(), ["env.params.episode_length=40", "train.total_steps=384"])
+    recorder = Recorder()
+    start_run(recipe, run_id="no-episodes", extra_plugins=[("recorder", recorder)])
+    calls = recorder.calls["incentive_update_population"]
+    assert [i for i, _, _ in calls] == [1, 2, 3]
+    assert [len(results.returns) for _, results, _ in calls] == [0, 0, 8]
+    assert all(results.returns.shape[1] == 2 and results.seats.shape[1] == 2 for _, results, _ in calls)
 
 
 def test_loop_calls_every_hook_with_documented_arguments(write_recipe):
@@ -121,11 +132,12 @@ def test_loop_calls_every_hook_with_documented_arguments(write_recipe):
         assert isinstance(rollout, Rollout)
         assert rollout.advantages.shape == (steps, envs, agents) and rollout.done.shape == (steps, envs)
 
-    assert [i for i, _ in calls["incentive_update_population"]] == [1, 2, 3]
-    results = calls["incentive_update_population"][0][1]
+    assert [i for i, _, _ in calls["incentive_update_population"]] == [1, 2, 3]
+    _, results, rollout = calls["incentive_update_population"][0]
     assert isinstance(results, EpisodeResults)
     # 16 steps over 5-step episodes: 3 episodes finish in each of 8 envs
     assert results.returns.shape == (24, agents) and (results.seats == LEARNER).all()
+    assert rollout is calls["incentive_collect_metrics"][0]
 
     assert [i for i, _ in calls["incentive_iteration_end"]] == [1, 2, 3]
     last = calls["incentive_iteration_end"][-1][1]

@@ -214,8 +214,7 @@ def test_payoffs_count_every_pair_and_the_main_copy_as_the_main(tmp_path):
         ]
     )
     returns = torch.tensor([[1.0, -1.0], [-2.0, 2.0], [0.0, 0.0], [1.0, -1.0]])
-    league.incentive_update_population(EpisodeResults(returns=returns, seats=seats))
-    league.incentive_iteration_end(iteration=1)
+    league.record_games(EpisodeResults(returns=returns, seats=seats))
     ids = {m.name: m.id for m in pop.members}
     assert league.payoffs.win_rate(LEARNER, [ids["main@0"], ids["main_exploiter_0"]]).tolist() == [1.0, 0.0]
     assert league.payoffs.win_rate(ids["league_exploiter_0"], [ids["main@0"]]).tolist() == [0.5]
