@@ -2,8 +2,19 @@
 
 The population's members (frozen snapshots of the learner, and any listed
 `bots`) form a symmetric two-player meta-game: `M[i, j]` is member i's mean
-return against member j over `meta_episodes` evaluation games (half with i in
-each seat; they produce no training data), computed once when a member joins.
+return against member j, half with i in each seat, computed once when a
+member joins. `payoffs` says how:
+
+| `payoffs` | M[i, j]                                                               |
+| --------- | --------------------------------------------------------------------- |
+| `sampled` | the mean over `meta_episodes` evaluation games (no training data)     |
+| `exact`   | the expected chips by a traversal of the game tree                    |
+|           | (`incentive.exploitability.payoff_matrix`; Kuhn and Leduc poker)      |
+| `auto`    | `exact` where the env has an exact game model (poker), else `sampled` |
+
+Exact payoffs remove the sampling noise that an LP Nash solver would
+otherwise fit (a sampled payoff's standard error falls only as
+1 / sqrt(`meta_episodes`)).
 A meta-solver turns (M, M^T) into a meta-strategy sigma over the members:
 
 | `meta_solver` | solver (`incentive.meta_solvers`)                              |
@@ -21,7 +32,7 @@ the meta-game grows by one row and column, and sigma is solved again.
 Metrics: `population/nash/<member>` (sigma) and
 `population/nash/meta_exploitability` (half the NashConv of sigma in the
 empirical meta-game). `mixture_exploitability` (poker) is that of sigma over
-the snapshots. Parameters: `meta_solver`, `meta_episodes`, `prd_gamma`, plus
+the snapshots. Parameters: `meta_solver`, `payoffs`, `meta_episodes`, `prd_gamma`, plus
 those of `incentive.population.PopulationParams`.
 """
 
@@ -33,6 +44,7 @@ import torch
 from pydantic import Field
 
 from incentive.errors import RecipeError
+from incentive.exploitability import payoff_matrix
 from incentive.meta_solvers import meta_game_exploitability, solve
 from incentive.population import Member, PopulationParams, PopulationSampler, play_matches
 from incentive.types import RunContext
@@ -53,7 +65,10 @@ class PSROParams(PopulationParams):
     meta_solver: Literal["uniform", "nash", "rd", "prd"] = Field(
         "nash", description="Meta-solver over the empirical payoff matrix."
     )
-    meta_episodes: int = Field(256, ge=2, description="Evaluation games per pair of members.")
+    payoffs: Literal["auto", "exact", "sampled"] = Field(
+        "auto", description="Meta-game payoffs: by game-tree traversal (poker), by evaluation games, or auto."
+    )
+    meta_episodes: int = Field(256, ge=2, description="Evaluation games per pair of members (sampled).")
     prd_gamma: float = Field(1e-3, ge=0, le=1, description="Exploration floor of `prd`.")
 
 
@@ -80,6 +95,14 @@ class PSRO(PopulationSampler):
                 f"({len(run.agents)} agents, zero_sum={getattr(run.env, 'zero_sum', False)}); use 'rd' or "
                 f"'prd' (replicator dynamics) or 'uniform'"
             )
+        self.game = getattr(run.env, "game", None) if hasattr(run.env, "game_name") else None
+        if self.params.payoffs == "exact" and self.game is None:
+            raise RecipeError(
+                f"{run.recipe.source}: field 'opponents.params.payoffs': 'exact' needs an env with an exact "
+                f"game model (kuhn_poker, leduc_poker), and {run.recipe.env.id!r} has none; use 'sampled' "
+                f"or 'auto'"
+            )
+        self.exact = self.params.payoffs != "sampled" and self.game is not None
         self.run = run
 
     # the meta-game
@@ -98,12 +121,18 @@ class PSRO(PopulationSampler):
         n = len(current) + 1
         matrix = torch.zeros(n, n, dtype=torch.float64)
         matrix[: n - 1, : n - 1] = self.matrix[keep][:, keep]
-        for j, other in enumerate(current):
-            result = self._match(member, other)
-            matrix[n - 1, j] = result[:, 0].mean()
-            matrix[j, n - 1] = result[:, 1].mean()
-        own = self._match(member, member)
-        matrix[n - 1, n - 1] = own.mean()
+        if self.exact:
+            tables = torch.stack([self.table(self.game, m) for m in [*current, member]])
+            row = payoff_matrix(self.game, tables[-1:], tables)[0]
+            matrix[n - 1], matrix[:, n - 1] = row, -row  # zero-sum, seats averaged: antisymmetric
+            matrix[n - 1, n - 1] = 0.0
+        else:
+            for j, other in enumerate(current):
+                result = self._match(member, other)
+                matrix[n - 1, j] = result[:, 0].mean()
+                matrix[j, n - 1] = result[:, 1].mean()
+            own = self._match(member, member)
+            matrix[n - 1, n - 1] = own.mean()
         self.ids = [m.id for m in current] + [member.id]
         self.matrix = matrix
         self._solve()

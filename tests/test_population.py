@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from incentive import hookimpl
+from incentive.envs.poker import poker_game
 from incentive.loop import Training
 from incentive.plugin_manager import make_plugin_manager
 from incentive.population import (
@@ -24,6 +25,8 @@ from incentive.recipe import load_recipe
 from incentive.types import LEARNER, EpisodeResults
 
 # --- formulas ---------------------------------------------------------------------
+
+KUHN_GAME = poker_game("kuhn_poker")
 
 
 def test_win_rate_counts_draws_half():
@@ -305,6 +308,29 @@ def test_psro_grows_the_meta_game_and_solves_it_again(tmp_path):
     assert sum(v for k, v in metrics.items() if k.startswith("population/nash/snapshot")) == pytest.approx(
         1.0
     )
+
+
+@pytest.mark.parametrize("payoffs", ["auto", "sampled"])
+def test_psro_poker_meta_game_is_exact_unless_sampled(tmp_path, payoffs):
+    from incentive.exploitability import payoff_matrix
+
+    path = _recipe(
+        tmp_path,
+        {"id": "kuhn_poker", "num_envs": 16},
+        {"plugin": "psro", "params": {"snapshot_every": 2, "meta_episodes": 64, "payoffs": payoffs}},
+    )
+    training, _ = _training(tmp_path, path)
+    training.run()  # snapshots at 0, 2, 4, 6
+    psro = training.hooks.pm.get_plugin("psro")
+    members = [m for i in psro.ids for m in psro.population.members if m.id == i]
+    tables = torch.stack([psro.table(KUHN_GAME, m) for m in members])
+    exact = payoff_matrix(KUHN_GAME, tables, tables)
+    assert torch.equal(psro.matrix, -psro.matrix.T)
+    if payoffs == "auto":  # Kuhn has an exact game model
+        assert torch.allclose(psro.matrix, exact, atol=1e-12)
+    else:  # 64 games per pair: close to the exact values, not equal
+        assert not torch.allclose(psro.matrix, exact, atol=1e-6)
+        assert float((psro.matrix - exact).abs().max()) < 1.0
 
 
 def test_exploitability_designer_metrics_match_a_direct_computation(tmp_path):

@@ -73,6 +73,11 @@ from test_cli import RECIPES, assert_clean_error, run_cli, run_recipe_briefly
             ["opponents.params", "not used by the league", "checkpoint_min_iterations"],
         ),
         (
+            "connect_four_pfsp.yaml",
+            ["opponents={plugin: psro, params: {payoffs: exact}}", "objective.metric=win_rate/player_0"],
+            ["'opponents.params.payoffs'", "exact game model", "'connect_four'", "'sampled'"],
+        ),
+        (
             "kuhn_psro.yaml",
             ["opponents.params.meta_solver=alpharank"],
             ["opponents.params.meta_solver", "'uniform', 'nash', 'rd' or 'prd'"],
