@@ -52,8 +52,8 @@ class MinimaxLadder:
 
     @hookimpl
     def incentive_run_end(self, run: Any, status: str) -> None:
-        """After a completed run: the learner's score against each rung."""
-        if status != "completed":
+        """After a run that completed or used up its CPU budget: the learner's score against each rung."""
+        if status not in ("completed", "budget"):
             return
         seed = run.recipe.seed * 1_000_003 + 7
         ladder = {}

@@ -42,7 +42,9 @@ import numpy as np
 import torch
 from connect_four_ladder import LADDER_FILE, MinimaxLadder, best_depth_beaten
 
+from incentive import hookimpl
 from incentive.compare import comparison_rows, format_table, summarise
+from incentive.errors import StopRun
 from incentive.recipe import load_recipe
 from incentive.results import Arm as RunsOfArm
 from incentive.results import RunData, load_run
@@ -308,7 +310,34 @@ class ArmResult:
     crossings: list[tuple[int, float] | None] = field(default_factory=list)
 
 
-def train_arm(arm: Arm, seed: int, out: str, steps: int | None, ladder: bool) -> tuple[str, float, float]:
+class CpuBudget:
+    """Ends a run cleanly (status "budget") once its training has used `minutes` of CPU time.
+
+    The clock starts at set-up (imports and env construction excluded) and counts this
+    process's CPU time, evaluations included; a run that stops this way keeps every line it
+    wrote. Learning up to the stop is deterministic; where it stops depends on the machine.
+    """
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = 60.0 * minutes
+        self.started = 0.0
+
+    @hookimpl
+    def incentive_setup(self) -> None:
+        """Start the clock."""
+        self.started = time.process_time()
+
+    @hookimpl
+    def incentive_iteration_end(self, iteration: int) -> None:
+        """Stop after the iteration that used up the budget."""
+        used = time.process_time() - self.started
+        if used >= self.seconds:
+            raise StopRun("budget", f"{used / 60:.1f} CPU-minutes after iteration {iteration}")
+
+
+def train_arm(
+    arm: Arm, seed: int, out: str, steps: int | None, ladder: bool, cpu_minutes: float | None = None
+) -> tuple[str, float, float]:
     """Train one seed of an arm: (run directory, wall seconds, CPU seconds of this process)."""
     torch.set_num_threads(1)  # one core per job: `--jobs 2` fills the 2 cores without oversubscribing
     overrides = [*arm.overrides, f"seed={seed}", f"log.dir={out}", "log.wandb.mode=disabled"]
@@ -316,6 +345,8 @@ def train_arm(arm: Arm, seed: int, out: str, steps: int | None, ladder: bool) ->
         overrides.append(f"train.total_steps={steps}")
     recipe = load_recipe(RECIPES / arm.recipe, overrides)
     extra = [("minimax_ladder", MinimaxLadder())] if ladder else []
+    if cpu_minutes:
+        extra.append(("cpu_budget", CpuBudget(cpu_minutes)))
     started, cpu = time.perf_counter(), time.process_time()
     run_dir, _ = start_run(
         recipe, run_id=f"{arm.label}-{seed}".replace(" ", "_").replace("/", "_"), extra_plugins=extra
@@ -486,7 +517,9 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
         futures = [
-            pool.submit(train_arm, arm, seed, str(out / name), args.steps, experiment.ladder)
+            pool.submit(
+                train_arm, arm, seed, str(out / name), args.steps, experiment.ladder, args.cpu_minutes
+            )
             for arm, seed in jobs
         ]
         for (arm, seed), future in zip(jobs, futures, strict=True):
@@ -517,6 +550,12 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=None, help="run only these arms (labels, quoted)")
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs trained at once, one core each (default 1; 2 fills 2 cores)"
+    )
+    parser.add_argument(
+        "--cpu-minutes",
+        type=float,
+        default=None,
+        help="also end each run once its training used this much CPU time (the steps then differ per arm)",
     )
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
