@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from connect_four_ladder import LADDER_FILE, MinimaxLadder, best_depth_beaten
 
 from incentive import hookimpl
 from incentive.compare import comparison_rows, format_table, summarise
@@ -49,6 +48,10 @@ from incentive.recipe import load_recipe
 from incentive.results import Arm as RunsOfArm
 from incentive.results import RunData, load_run
 from incentive.runner import start_run
+
+# sibling benchmark modules, however this file is loaded (as a script, or by path in the tests)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from connect_four_ladder import LADDER_FILE, MinimaxLadder, best_depth_beaten  # noqa: E402
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 
