@@ -243,7 +243,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     # and of the population's mixture (FSP: uniform over snapshots; PFSP: its sampling weights;
     # PSRO: the Nash meta-strategy; league: the main agent's sampling distribution over the snapshots).
     # Latest-only self-play has no population, so no mixture. The league's main agent (the learner
-    # measured) trains on half of the instances; its exploiters on the other half.
+    # measured) trains on half of the instances; its exploiters on the other half. With 2 main agents
+    # the half is split between them: main agent 0, the one measured, trains on a quarter.
     "kuhn_opponents": Experiment(
         arms=[
             Arm("latest-only self-play", "kuhn_self_play.yaml"),
@@ -251,6 +252,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             Arm("PFSP (hard)", "kuhn_pfsp.yaml", ["opponents.params.bots=[]"]),
             Arm("PSRO (Nash)", "kuhn_psro.yaml"),
             Arm("league (AlphaStar roles)", "kuhn_league.yaml"),
+            Arm("league, 2 main agents", "kuhn_league.yaml", ["opponents.params.main_agents=2"]),
         ],
         metrics=["exploitability", "mixture_exploitability"],
         seeds=2,

@@ -18,7 +18,9 @@ kept here, each testable on its own:
 - the matchmaking distributions of the three roles, as pure functions of
   win rates (below).
 
-Roles (one main agent, the run's own learner; any number of exploiters):
+Roles (up to four main agents, the first the run's own learner; any number
+of exploiters). Each main agent draws from its own win rates x; "the main"
+below is the main agent in question:
 
 | role             | opponents                                                                        |
 | ---------------- | -------------------------------------------------------------------------------- |
@@ -27,11 +29,11 @@ Roles (one main agent, the run's own learner; any number of exploiters):
 |                  | beats one of them less than 30% of the time, else its own snapshots that it      |
 |                  | "forgot" (PFSP `hard` over them after `remove_monotonic_suffix`) if it beats      |
 |                  | one of those less than 70%, else self-play; the rest (0.35): self-play (mirror)  |
-| main exploiter   | the current main agent while it wins more than 10% against it, else the main's   |
+| main exploiter   | a current main agent while it wins more than 10% against it, else that main's     |
 |                  | snapshots by PFSP `variance` x (1 - x)                                            |
 | league exploiter | PFSP `linear_capped` min(0.5, 1 - x) over every historical player               |
 
-Historical players: every frozen snapshot (of the main or of an exploiter)
+Historical players: every frozen snapshot (of any main agent or exploiter)
 and every fixed bot. A win rate without games counts as 0.5 (AlphaStar's
 prior), in the weights and in the thresholds.
 
@@ -178,6 +180,11 @@ class Payoffs:
             if w + d + l_ > 0:
                 out[i] = (w + 0.5 * d) / (w + d + l_)
         return out
+
+    def pooled_win_rate(self, a: int, others: list[int]) -> float:
+        """The win rate of a over all its games against `others` together (counts summed); NaN if none."""
+        w, d, l_ = (sum(self.counts.get((a, b), [0.0, 0.0, 0.0])[k] for b in others) for k in range(3))
+        return (w + 0.5 * d) / (w + d + l_) if w + d + l_ > 0 else float("nan")
 
     def state_dict(self) -> list[list[float]]:
         """[[a, b, wins, draws, losses], ...]."""

@@ -1,51 +1,76 @@
-"""League training with AlphaStar's roles (Vinyals et al. 2019): a main agent and its exploiters.
+"""League training with AlphaStar's roles (Vinyals et al. 2019): main agents and their exploiters.
 
-Several learners train in one run. The main agent is the run's own learner
-(the loop's PPO, the one the designer metrics measure). Each exploiter is a
-learner of its own (`incentive.league.TrainedOpponent`: own network,
-optimiser and stream, the recipe's learner settings): it sits in opponent
-seats, records what it does there, and after each rollout takes one PPO
-update on those seats (rewards and acting mask from the rollout).
+Several learners train in one run. Main agent 0 is the run's own learner
+(the loop's PPO, the one the designer metrics measure). With `main_agents: N`
+(1 to 4), main agents 1 .. N-1 (`main_1`, `main_2`, ...) and every exploiter
+are learners of their own (`incentive.league.TrainedOpponent`: own network,
+optimiser and stream, the recipe's learner settings): each sits in seats of
+its own instances, records what it does there, and after each rollout takes
+one PPO update on those seats (rewards and acting mask from the rollout).
 
-Instances are split between the learners: the first `main_share` of them
-train the main agent (its seat is a learner seat), the rest go round-robin
-to the exploiters (no learner seat: the main agent takes no data from them).
-Each instance's opponent is then drawn from its trainee's distribution
-(`incentive.league`, where the formulas are):
+Instances are split between the learners and keep their trainee for the whole
+run: the first `main_share` of them train the main agents, split evenly
+between them (round-robin: instance k of that block trains main agent
+k mod N, so the counts differ by at most one); the rest go round-robin to the
+exploiters. Only main agent 0's instances have a learner seat (the run's
+learner takes no data from the others). Every trainee needs at least one
+instance: too many main agents for `main_share` of `env.num_envs` is an
+error naming `main_agents`, too many exploiters for the rest one naming
+`main_share`. Each instance's opponent is then drawn from its trainee's
+distribution (`incentive.league`, where the formulas are), on the trainee's
+own payoffs:
 
 | role             | plays                                                                    |
 | ---------------- | ------------------------------------------------------------------------ |
-| main agent       | 50% PFSP `hard` over all historical players, 15% verification against    |
+| main agent i     | 50% PFSP `hard` over all historical players, 15% verification against    |
 |                  | main-exploiter snapshots it cannot beat or own snapshots it forgot,      |
-|                  | 35% self-play (and the verification share when there is nothing to check)|
-| main exploiter   | the current main agent (a copy refreshed from the learner at every       |
-|                  | iteration) while it wins > 10% against it, else PFSP `variance` over the |
-|                  | main's snapshots                                                         |
+|                  | 35% self-play: a mirror game of itself (and the verification share when  |
+|                  | there is nothing to check)                                               |
+| main exploiter   | a current main agent (drawn uniformly per instance at each pick) while it |
+|                  | wins > 10% against that one, else PFSP `variance` over that main agent's |
+|                  | snapshots                                                                |
 | league exploiter | PFSP `linear_capped` over all historical players                         |
+
+A main exploiter's main agent is drawn uniformly per instance, as AlphaStar
+draws one per match: each exploiter meets every main agent even when it has
+fewer instances than there are main agents, and the draw takes no random
+number when `main_agents` is 1. "The current main agent" is a live copy of
+it (`main` for agent 0, `main_<i>_copy` for the others), refreshed at each
+pick and counted as that main agent in the payoffs: the main agents
+themselves play only on their own instances, so they train only on those.
+Self-play differs from AlphaStar's, where a main agent's self-play branch
+draws any main agent as the opponent: here each main agent plays a mirror
+of itself, and meets the others through their snapshots (historical
+players), as the issue asks.
 
 Snapshots and resets (AlphaStar's rules, with iterations for its 2e9 / 4e9
 steps): a player is checkpointed once at least `checkpoint_min_iterations`
 have passed since its last snapshot and either its win rate reaches
-`checkpoint_win_rate` (0.7) against every opponent it answers to (main agent
-and league exploiters: every historical player; main exploiters: the main
+`checkpoint_win_rate` (0.7) against every opponent it answers to (main agents
+and league exploiters: every historical player; main exploiters: every main
 agent) or `checkpoint_max_iterations` have passed. Then a main exploiter is
 reset to its initial weights, a league exploiter with probability
-`league_reset_prob` (0.25); the main agent never is. The untrained main
-agent is the first snapshot. Snapshots are named `<player>@<iteration>`;
-`max_snapshots` caps them all (oldest evicted first, the first one kept).
+`league_reset_prob` (0.25); main agents never are. Each untrained main agent
+is its first snapshot. Snapshots are named `<player>@<iteration>` (`main@...`
+for agent 0, `main_<i>@...` for the others); `max_snapshots` caps them all
+(oldest evicted first, the first one kept).
 
-Payoffs between every pair of players (`incentive.league.Payoffs`), decayed
-by `decay` per iteration, drive all of the above. Metrics: those of every
-population sampler (the main agent's view, `population/...`), plus
-`population/league/<player>/win_rate_main` and `.../entropy` for each
-exploiter. Exact `mixture_exploitability` (poker) is that of the main agent's
-sampling distribution over the snapshots and bots.
+Payoffs between every pair of players (`incentive.league.Payoffs`, each main
+agent a player of its own), decayed by `decay` per iteration, drive all of
+the above. Metrics: those of every population sampler (main agent 0's view,
+`population/...`), plus `population/league/<player>/entropy` for every other
+learner, `population/league/<exploiter>/win_rate_main` (against main agent 0;
+with several main agents also `win_rate_main_<i>`), and for each main agent
+i >= 1 `population/league/main_<i>/mirror_share` and `.../win_rate_history`
+(its decayed win rate over all historical players it played, pooled). Exact
+`mixture_exploitability` (poker) is that of main agent 0's sampling
+distribution over the snapshots and bots.
 
-Limits: one main agent (the run's learner; `main_agents` must be 1, and a
-league without one is an error); two-seat games; exploiters are trained one
-after the other (a loop over the few exploiters, each one batched over its
-instances). The exploiters train in `incentive_update_population`, which
-receives the rollout, after the iteration's metrics are written.
+Limits: at most 4 main agents, and a league without one is an error;
+two-seat games; the other learners are trained one after the other (a loop
+over the few of them, each one batched over its instances), in
+`incentive_update_population`, which receives the rollout, after the
+iteration's metrics are written.
 """
 
 from __future__ import annotations
@@ -69,7 +94,10 @@ from incentive.types import LEARNER, EpisodeResults, OpponentAssignment, Rollout
 
 __all__ = ["League"]
 
-MAIN = "main"
+MAIN = "main"  # main agent 0's name, and the member kind of every main agent's live copy
+MAIN_AGENT = "main_agent"  # member kind of main agents 1 .. N-1 (learners of their own)
+COPY = "_copy"  # suffix of the live copies of main agents 1 .. N-1
+MAX_MAIN_AGENTS = 4
 
 
 class LeagueParams(PopulationParams):
@@ -78,23 +106,26 @@ class LeagueParams(PopulationParams):
     snapshot_every: int | None = Field(
         None, description="Not used by the league: its checkpoint rules decide (leave null)."
     )
-    main_agents: int = Field(1, description="Main agents: exactly 1, the run's learner.")
+    main_agents: int = Field(
+        1,
+        description="Main agents (1 to 4): agent 0 is the run's learner, the others learners of their own.",
+    )
     main_exploiters: int = Field(1, ge=0, le=16, description="Main exploiters (learners of their own).")
     league_exploiters: int = Field(1, ge=0, le=16, description="League exploiters (learners of their own).")
     main_share: float = Field(
         0.5,
         gt=0,
         le=1,
-        description="Share of the instances that train the main agent; the rest, the exploiters.",
+        description="Share of the instances that train the main agents (split evenly); the rest, exploiters.",
     )
     pfsp_share: float = Field(
-        0.5, ge=0, le=1, description="Main agent: share of PFSP over all historical players."
+        0.5, ge=0, le=1, description="Main agents: share of PFSP over all historical players."
     )
     verification_share: float = Field(
         0.15,
         ge=0,
         le=1,
-        description="Main agent: share of checks against exploiters and forgotten snapshots.",
+        description="Main agents: share of checks against exploiters and forgotten snapshots.",
     )
     checkpoint_min_iterations: int = Field(
         10, ge=1, description="Iterations between a player's snapshots, at least."
@@ -111,16 +142,14 @@ class LeagueParams(PopulationParams):
 
     @field_validator("main_agents")
     @classmethod
-    def _one_main_agent(cls, value: int) -> int:
-        if value != 1:
+    def _main_agents_in_range(cls, value: int) -> int:
+        if value < 1:
             raise ValueError(
-                f"a league needs exactly one main agent, the run's learner (given {value}); "
-                + (
-                    "without a main agent there is nobody for the exploiters to exploit"
-                    if value < 1
-                    else "several main agents would need several run learners, which the loop does not have"
-                )
+                f"a league needs at least one main agent, the run's learner (given {value}); without a "
+                "main agent there is nobody for the exploiters to exploit"
             )
+        if value > MAX_MAIN_AGENTS:
+            raise ValueError(f"a league has at most {MAX_MAIN_AGENTS} main agents (given {value})")
         return value
 
     @model_validator(mode="after")
@@ -142,7 +171,7 @@ class LeagueParams(PopulationParams):
 
 
 class League(PopulationSampler):
-    """A main agent (the run's learner), main exploiters and league exploiters, trained together."""
+    """Main agents (the run's learner first), main exploiters and league exploiters, trained together."""
 
     name = "league"
     Params = LeagueParams
@@ -150,102 +179,174 @@ class League(PopulationSampler):
     def __init__(self, params: LeagueParams) -> None:
         super().__init__(params)
         self.payoffs = Payoffs()
+        self.mains: dict[str, TrainedOpponent] = {}  # main agents 1 .. N-1 (agent 0 is the run's learner)
         self.exploiters: dict[str, TrainedOpponent] = {}
-        self.main_since_checkpoint = 0
-        self.trainee: torch.Tensor | None = None  # per instance: 0 the main agent, 1 + i exploiter i
-        self.last_entropy: dict[str, float | None] = {}  # each exploiter's policy entropy at its last update
+        self.main_since_checkpoint = 0  # main agent 0's; the others count in their TrainedOpponent
+        # per instance, its trainee: 0 .. N-1 the main agents, N + i exploiter i
+        self.trainee: torch.Tensor | None = None
+        self.last_mirror: dict[str, float] = {}  # main agents 1 .. N-1: self-play share at the latest pick
+        self.last_entropy: dict[str, float | None] = {}  # the other learners' entropy at their last update
 
     # set-up
 
+    def main_instances(self, num_envs: int) -> int:
+        """How many of `num_envs` instances train the main agents (all of them without exploiters)."""
+        if self.params.main_exploiters + self.params.league_exploiters == 0:
+            return num_envs
+        return max(1, round(self.params.main_share * num_envs))
+
     def check(self, run: RunContext) -> None:
-        """Payoffs are between two seats."""
+        """Payoffs are between two seats; every trainee needs at least one instance."""
+        source = run.recipe.source
         if len(run.agents) != 2:
             raise RecipeError(
-                f"{run.recipe.source}: field 'opponents.plugin': 'league' keeps win rates between two "
+                f"{source}: field 'opponents.plugin': 'league' keeps win rates between two "
                 f"players and needs a two-seat game; env {run.recipe.env.id!r} has {len(run.agents)} agents"
+            )
+        e, params = run.num_envs, self.params
+        mains = self.main_instances(e)
+        if mains < params.main_agents:
+            raise RecipeError(
+                f"{source}: field 'opponents.params.main_agents': {params.main_agents} main agents need at "
+                f"least one instance each, but main_share {params.main_share} of env.num_envs {e} gives "
+                f"the main agents {mains}; lower main_agents or raise main_share or env.num_envs"
+            )
+        exploiters = params.main_exploiters + params.league_exploiters
+        if e - mains < exploiters:
+            raise RecipeError(
+                f"{source}: field 'opponents.params.main_share': {exploiters} exploiters need at least one "
+                f"instance each, but main_share {params.main_share} of env.num_envs {e} leaves them "
+                f"{e - mains}; lower main_share or raise env.num_envs"
             )
 
     @hookimpl
     def incentive_setup(self, run: RunContext) -> None:
-        """The population (bots), the main agent's first snapshot, its live copy and the exploiters."""
+        """The population (bots), each main agent's first snapshot and live copy, the other learners."""
         super().incentive_setup(run)
-        pop = self.population
+        pop, params = self.population, self.params
         pop.restore_policy = self._restore_policy
-        if self.params.snapshot_at_start:
+        if params.snapshot_at_start:
             pop.add_snapshot(0, name=f"{MAIN}@0")
         pop.add_member(MAIN, MAIN, SnapshotPolicy(run.learner, run.agents, pop._seed()))
-        names = [f"main_exploiter_{i}" for i in range(self.params.main_exploiters)]
-        names += [f"league_exploiter_{i}" for i in range(self.params.league_exploiters)]
+        for i in range(1, params.main_agents):
+            name = f"{MAIN}_{i}"
+            main = self.mains[name] = TrainedOpponent(run=run, config=run.recipe.learner, seed=pop._seed())
+            pop.add_member(MAIN_AGENT, name, main)
+            pop.add_member(MAIN, name + COPY, SnapshotPolicy(main, run.agents, pop._seed()))
+            if params.snapshot_at_start:
+                pop.add_snapshot(0, source=main, name=f"{name}@0")
+        names = [f"main_exploiter_{i}" for i in range(params.main_exploiters)]
+        names += [f"league_exploiter_{i}" for i in range(params.league_exploiters)]
         for name in names:
             self.exploiters[name] = TrainedOpponent(run=run, config=run.recipe.learner, seed=pop._seed())
             pop.add_member("exploiter", name, self.exploiters[name])
-        e = run.num_envs
-        mains = max(1, round(self.params.main_share * e)) if names else e
-        trainee = torch.zeros(e, dtype=torch.long)
-        trainee[mains:] = 1 + torch.arange(e - mains) % max(1, len(names))
-        self.trainee = trainee
+        e, n = run.num_envs, params.main_agents
+        mains = self.main_instances(e)
+        trainee = torch.arange(mains) % n
+        exploiters = n + torch.arange(e - mains) % max(1, len(names))
+        self.trainee = torch.cat([trainee, exploiters])
 
     def _restore_policy(self, kind: str, name: str) -> Any:
         if kind == MAIN:
             return SnapshotPolicy(self.population.run.learner, self.population.run.agents, 0)
+        if kind == MAIN_AGENT:
+            return self.mains[name]
         return self.exploiters[name]
 
     # who is who
 
-    def _player(self, member_id: int) -> int:
-        """Payoff id of a member: the main agent's live copy counts as the main agent (LEARNER)."""
-        member = self.population.member(member_id)
-        return LEARNER if member is not None and member.kind == MAIN else member_id
+    def main_names(self) -> list[str]:
+        """The main agents' names, agent 0 (`main`) first."""
+        return [MAIN, *self.mains]
 
-    def _masks(self) -> dict[str, torch.Tensor]:
-        members = self.population.members
-        kinds = [m.kind for m in members]
-        parents = [m.name.split("@")[0] if m.kind == "snapshot" else "" for m in members]
-        historical = torch.tensor([k in ("snapshot", "bot") for k in kinds], dtype=torch.bool)
-        return {
-            "historical": historical,
-            "main_snapshots": torch.tensor([p == MAIN for p in parents], dtype=torch.bool),
-            "exploiter_snapshots": torch.tensor(
-                [p.startswith("main_exploiter") for p in parents], dtype=torch.bool
-            ),
-        }
+    def _ids(self) -> dict[str, int]:
+        return {m.name: m.id for m in self.population.members}
+
+    def _player(self, member_id: int) -> int:
+        """Payoff id of a member: a main agent's live copy counts as that main agent (agent 0: LEARNER)."""
+        member = self.population.member(member_id)
+        if member is None or member.kind != MAIN:
+            return member_id
+        if member.name == MAIN:
+            return LEARNER
+        return self._ids()[member.name.removesuffix(COPY)]
+
+    def _main_ids(self) -> list[int]:
+        """Payoff ids of the main agents: LEARNER for agent 0, then the others' member ids."""
+        ids = self._ids()
+        return [LEARNER] + [ids[name] for name in self.mains]
+
+    def _copy_ids(self) -> list[int]:
+        """Member ids of the main agents' live copies, agent 0's first."""
+        ids = self._ids()
+        return [ids[MAIN]] + [ids[name + COPY] for name in self.mains]
 
     def _trainee_ids(self) -> list[int]:
-        by_name = {m.name: m.id for m in self.population.members}
-        return [LEARNER] + [by_name[name] for name in self.exploiters]
+        """Who sits in each trainee's seat: the main agents (LEARNER for agent 0), then the exploiters."""
+        ids = self._ids()
+        return self._main_ids() + [ids[name] for name in self.exploiters]
+
+    def _parents(self) -> list[str]:
+        """Per member, the player a snapshot was taken of ('' for the rest)."""
+        return [m.name.split("@")[0] if m.kind == "snapshot" else "" for m in self.population.members]
+
+    def _historical(self) -> torch.Tensor:
+        """Per member, whether it is a historical player (a frozen snapshot or a fixed bot)."""
+        kinds = [m.kind for m in self.population.members]
+        return torch.tensor([k in ("snapshot", "bot") for k in kinds], dtype=torch.bool)
 
     # the distributions
 
-    def trainee_probs(self) -> torch.Tensor:
-        """[1 + exploiters, 1 + K]: per trainee, P(the current main agent) (column 0) and P(each member)."""
+    def matchmaking(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every trainee's opponent distribution, one row per (trainee, main agent it targets).
+
+        Returns:
+            rows [R, 1 + K]: column 0 is the trainee's first choice (a main agent: its mirror; an
+            exploiter: the targeted main agent's live copy), then P(each member); and row_of
+            [trainees, N]: the row of trainee t when its instance targets main agent j (only main
+            exploiters' rows differ by target).
+
+        """
         pop = self.population
         ids = [m.id for m in pop.members]
-        masks = self._masks()
-        rows = []
-        x = self.payoffs.win_rate(LEARNER, ids)
-        own = [i for i, m in enumerate(pop.members) if bool(masks["main_snapshots"][i])]
-        mirror, probs = main_probs(
-            x,
-            historical=masks["historical"],
-            exploiter_snapshots=masks["exploiter_snapshots"],
-            own_snapshots=own,
-            pfsp_share=self.params.pfsp_share,
-            verification_share=self.params.verification_share,
-        )
-        rows.append(torch.cat([torch.tensor([mirror], dtype=torch.float64), probs]))
-        for name, member_id in zip(self.exploiters, self._trainee_ids()[1:], strict=True):
-            x = self.payoffs.win_rate(member_id, ids)
+        parents = self._parents()
+        historical = self._historical()
+        main_exploiter_snapshots = [p.startswith("main_exploiter") for p in parents]
+        exploiter_snapshots = torch.tensor(main_exploiter_snapshots, dtype=torch.bool)
+        n = self.params.main_agents
+        rows: list[torch.Tensor] = []
+        row_of: list[list[int]] = []
+
+        def add(first: float, probs: torch.Tensor) -> int:
+            rows.append(torch.cat([torch.tensor([first], dtype=torch.float64), probs]))
+            return len(rows) - 1
+
+        for name, player in zip(self.main_names(), self._main_ids(), strict=True):
+            mirror, probs = main_probs(
+                self.payoffs.win_rate(player, ids),
+                historical=historical,
+                exploiter_snapshots=exploiter_snapshots,
+                own_snapshots=[i for i, p in enumerate(parents) if p == name],
+                pfsp_share=self.params.pfsp_share,
+                verification_share=self.params.verification_share,
+            )
+            row_of.append([add(mirror, probs)] * n)
+        for name, player in zip(self.exploiters, self._trainee_ids()[n:], strict=True):
+            x = self.payoffs.win_rate(player, ids)
             if name.startswith("main_exploiter"):
-                x_main = float(self.payoffs.win_rate(member_id, [LEARNER])[0])
-                main, probs = main_exploiter_probs(x_main, x, main_snapshots=masks["main_snapshots"])
+                targets = []
+                for main_name, main_player in zip(self.main_names(), self._main_ids(), strict=True):
+                    x_main = float(self.payoffs.win_rate(player, [main_player])[0])
+                    snapshots = torch.tensor([p == main_name for p in parents], dtype=torch.bool)
+                    targets.append(add(*main_exploiter_probs(x_main, x, main_snapshots=snapshots)))
+                row_of.append(targets)
             else:
-                main, probs = league_exploiter_probs(x, historical=masks["historical"])
-            rows.append(torch.cat([torch.tensor([main], dtype=torch.float64), probs]))
-        return torch.stack(rows)
+                row_of.append([add(*league_exploiter_probs(x, historical=historical))] * n)
+        return torch.stack(rows), torch.tensor(row_of, dtype=torch.long)
 
     def distribution(self, iteration: int) -> tuple[float, torch.Tensor]:
-        """The main agent's (self-play share, [K] over the members)."""
-        row = self.trainee_probs()[0]
+        """Main agent 0's (self-play share, [K] over the members)."""
+        row = self.matchmaking()[0][0]
         return float(row[0]), row[1:]
 
     # hooks
@@ -253,28 +354,34 @@ class League(PopulationSampler):
     @hookimpl
     def incentive_pick_opponents(self, run: RunContext, iteration: int) -> OpponentAssignment:
         """Each instance: its trainee's seat, and an opponent from the trainee's distribution."""
-        pop = self.population
+        pop, n = self.population, self.params.main_agents
         e, a = run.num_envs, len(run.agents)
-        main_copy = next(m for m in pop.members if m.kind == MAIN)
-        main_copy.policy.net.load_state_dict(run.learner.net.state_dict())  # the current main agent
-        probs = self.trainee_probs()
-        self.last_probs = (float(probs[0, 0]), probs[0, 1:])
+        copies = [pop.member(i) for i in self._copy_ids()]
+        for copy, main in zip(copies, [run.learner, *self.mains.values()], strict=True):
+            copy.policy.net.load_state_dict(main.net.state_dict())  # the current main agents
+        rows, row_of = self.matchmaking()
+        self.last_mirror = {name: float(rows[row_of[i, 0], 0]) for i, name in enumerate(self.mains, start=1)}
+        self.last_probs = (float(rows[0, 0]), rows[0, 1:])
         g = run.generator
-        target = torch.multinomial(probs[self.trainee], 1, replacement=True, generator=g)[:, 0]
+        target = torch.randint(n, (e,), generator=g) if n > 1 else torch.zeros(e, dtype=torch.long)
+        pick = torch.multinomial(rows[row_of[self.trainee, target]], 1, replacement=True, generator=g)[:, 0]
         seat = torch.randint(a, (e,), generator=g)
         member_ids = torch.tensor([m.id for m in pop.members], dtype=torch.long)
         trainee_ids = torch.tensor(self._trainee_ids(), dtype=torch.long)[self.trainee]
-        main_for_exploiters = torch.full((e,), main_copy.id, dtype=torch.long)
-        main_target = torch.where(self.trainee == 0, LEARNER, main_for_exploiters)
-        opponent = torch.where(target == 0, main_target, member_ids[(target - 1).clamp(min=0)])
+        first = torch.where(self.trainee < n, trainee_ids, torch.tensor(self._copy_ids())[target])
+        opponent = torch.where(pick == 0, first, member_ids[(pick - 1).clamp(min=0)])
         ids = torch.where(torch.arange(a) == seat[:, None], trainee_ids[:, None], opponent[:, None])
-        for exploiter in self.exploiters.values():
-            exploiter.begin()
+        for learner in self._learners().values():
+            learner.begin()
         return pop.assign(ids)
+
+    def _learners(self) -> dict[str, TrainedOpponent]:
+        """Every learner besides the run's: main agents 1 .. N-1, then the exploiters."""
+        return {**self.mains, **self.exploiters}
 
     @hookimpl
     def incentive_collect_metrics(self, run: RunContext, rollout: Rollout) -> dict[str, float]:
-        """The population's metrics, the league's, and each exploiter's entropy at its last update."""
+        """The population's metrics, the league's, and each other learner's entropy at its last update."""
         metrics = {
             f"population/league/{name}/entropy": entropy
             for name, entropy in self.last_entropy.items()
@@ -284,21 +391,31 @@ class League(PopulationSampler):
         return metrics
 
     def extra_metrics(self) -> dict[str, float]:
-        """Each exploiter's win rate against the main agent."""
+        """Main agents 1 .. N-1: self-play share and win rate over history; exploiters: against the mains."""
         out = {}
-        for name, member_id in zip(self.exploiters, self._trainee_ids()[1:], strict=True):
-            x = float(self.payoffs.win_rate(member_id, [LEARNER])[0])
-            if x == x:
-                out[f"population/league/{name}/win_rate_main"] = x
+        ids = self._ids()
+        history = [m.id for m in self.population.members if m.kind in ("snapshot", "bot")]
+        for name in self.mains:
+            if name in self.last_mirror:
+                out[f"population/league/{name}/mirror_share"] = self.last_mirror[name]
+            pooled = self.payoffs.pooled_win_rate(ids[name], history)
+            if pooled == pooled:
+                out[f"population/league/{name}/win_rate_history"] = pooled
+        main_ids = self._main_ids()
+        for name in self.exploiters:
+            for index, main in enumerate(main_ids):
+                x = float(self.payoffs.win_rate(ids[name], [main])[0])
+                if x == x:
+                    out[f"population/league/{name}/win_rate_main" + (f"_{index}" if index else "")] = x
         return out
 
     @hookimpl
     def incentive_update_population(self, iteration: int, results: EpisodeResults, rollout: Rollout) -> None:
-        """Train each exploiter on its seats of the rollout, count the games, snapshot and reset."""
-        for name, exploiter in self.exploiters.items():
-            self.last_entropy[name] = exploiter.train(rollout).get("entropy")
+        """Train each other learner on its seats of the rollout, count the games, snapshot and reset."""
+        for name, learner in self._learners().items():
+            self.last_entropy[name] = learner.train(rollout).get("entropy")
         self.record_games(results)
-        super().incentive_update_population(iteration, results)  # the learner's counts and Elo
+        super().incentive_update_population(iteration, results)  # the run learner's counts and Elo
         self._checkpoints(iteration)
 
     def record_games(self, results: EpisodeResults) -> None:
@@ -322,9 +439,9 @@ class League(PopulationSampler):
 
     def _checkpoints(self, iteration: int) -> None:
         params, pop = self.params, self.population
-        ids = [m.id for m in pop.members]
-        historical = self._masks()["historical"]
-        hist_ids = [i for i, h in zip(ids, historical.tolist(), strict=True) if h]
+        ids = self._ids()
+        hist_ids = [m.id for m in pop.members if m.kind in ("snapshot", "bot")]
+        main_ids = self._main_ids()
 
         def ready(since: int, rates: torch.Tensor) -> bool:
             if since < params.checkpoint_min_iterations:
@@ -338,11 +455,15 @@ class League(PopulationSampler):
         if ready(self.main_since_checkpoint, self.payoffs.win_rate(LEARNER, hist_ids)):
             pop.add_snapshot(iteration, name=f"{MAIN}@{iteration}")
             self.main_since_checkpoint = 0
-        for name, member_id in zip(self.exploiters, self._trainee_ids()[1:], strict=True):
-            exploiter = self.exploiters[name]
+        for name, main in self.mains.items():
+            main.since_checkpoint += 1
+            if ready(main.since_checkpoint, self.payoffs.win_rate(ids[name], hist_ids)):
+                pop.add_snapshot(iteration, source=main, name=f"{name}@{iteration}")
+                main.since_checkpoint = 0
+        for name, exploiter in self.exploiters.items():
             exploiter.since_checkpoint += 1
-            answers_to = [LEARNER] if name.startswith("main_exploiter") else hist_ids
-            if not ready(exploiter.since_checkpoint, self.payoffs.win_rate(member_id, answers_to)):
+            answers_to = main_ids if name.startswith("main_exploiter") else hist_ids
+            if not ready(exploiter.since_checkpoint, self.payoffs.win_rate(ids[name], answers_to)):
                 continue
             pop.add_snapshot(iteration, source=exploiter, name=f"{name}@{iteration}")
             exploiter.since_checkpoint = 0
@@ -353,9 +474,9 @@ class League(PopulationSampler):
                 exploiter.reset()
 
     def extra_state(self) -> dict[str, Any]:
-        """Payoffs, the main agent's iterations since its last snapshot, exploiters' last entropies.
+        """Payoffs, main agent 0's iterations since its last snapshot, the other learners' last entropies.
 
-        The exploiters themselves are members of the population, saved with it.
+        The other learners themselves are members of the population, saved with it.
         """
         return {
             "payoffs": self.payoffs.state_dict(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from incentive.league import (
     Payoffs,
+    TrainedOpponent,
     league_exploiter_probs,
     main_exploiter_probs,
     main_probs,
@@ -128,7 +130,7 @@ def test_exploiter_distributions_match_hand_numbers():
 # --- through the loop ------------------------------------------------------------------
 
 
-def _training(tmp_path: Path, **params) -> Training:
+def _training(tmp_path: Path, iterations: int = 6, **params) -> Training:
     data = {
         "name": "league",
         "seed": 2,
@@ -136,7 +138,7 @@ def _training(tmp_path: Path, **params) -> Training:
         "learner": {"rollout_steps": 8, "epochs": 1, "minibatches": 2, "hidden_sizes": [16]},
         "opponents": {"plugin": "league", "params": params},
         "objective": {"metric": "collective_return"},
-        "train": {"total_steps": 32 * 8 * 6, "checkpoint_every": 100},
+        "train": {"total_steps": 32 * 8 * iterations, "checkpoint_every": 100},
         "log": {"dir": str(tmp_path / "runs"), "wandb": {"mode": "disabled"}},
     }
     path = tmp_path / "league.yaml"
@@ -220,3 +222,153 @@ def test_payoffs_count_every_pair_and_the_main_copy_as_the_main(tmp_path):
     assert league.payoffs.win_rate(ids["league_exploiter_0"], [ids["main@0"]]).tolist() == [0.5]
     assert (LEARNER, LEARNER) not in league.payoffs.counts
     assert league.extra_metrics() == {"population/league/main_exploiter_0/win_rate_main": 1.0}
+
+
+def test_pooled_win_rate_sums_the_counts_of_every_opponent():
+    p = Payoffs()
+    p.add(7, 1, 3.0, 0.0, 1.0)
+    p.add(7, 2, 0.0, 2.0, 4.0)
+    # (3 + 0.5 * 2) / (4 + 6), not the mean of 0.75 and 1/6
+    assert p.pooled_win_rate(7, [1, 2, 3]) == pytest.approx(4.0 / 10.0)
+    assert math.isnan(p.pooled_win_rate(7, [3]))
+
+
+# --- several main agents -----------------------------------------------------------------
+
+
+def test_a_second_main_agent_and_a_main_exploiter_draw_by_hand_computed_rows(tmp_path):
+    training = _training(tmp_path, main_agents=2)
+    league = training.hooks.pm.get_plugin("league")
+    league.incentive_setup(run=training.context)
+    pop = league.population
+    pop.add_snapshot(5, source=league.exploiters["main_exploiter_0"], name="main_exploiter_0@5")
+    pop.add_snapshot(5, source=league.mains["main_1"], name="main_1@5")
+    names = [m.name for m in pop.members]
+    assert names == [
+        "main@0",
+        "main",
+        "main_1",
+        "main_1_copy",
+        "main_1@0",
+        "main_exploiter_0",
+        "league_exploiter_0",
+        "main_exploiter_0@5",
+        "main_1@5",
+    ]
+    assert [m.id for m in pop.members] == list(range(9))
+    main_1, main_exploiter, p = 2, 5, league.payoffs
+    p.add(main_1, 0, 4, 0, 1)  # main_1 beats main@0 0.8
+    p.add(main_1, 4, 2, 0, 3)  # main_1@0: 0.4
+    p.add(main_1, 7, 1, 0, 1)  # main_exploiter_0@5: 0.5
+    p.add(main_1, 8, 3, 0, 2)  # main_1@5: 0.6
+    p.add(main_exploiter, LEARNER, 2, 0, 3)  # the exploiter beats main agent 0 40% of the time
+    p.add(main_exploiter, main_1, 2, 0, 23)  # ... main agent 1 only 8%
+    p.add(main_exploiter, 4, 3, 0, 7)  # main_1@0: 0.3
+    p.add(main_exploiter, 8, 1, 0, 1)  # main_1@5: 0.5
+    rows, row_of = league.matchmaking()
+    assert row_of.tolist() == [[0, 0], [1, 1], [2, 3], [4, 4]]  # mains, main exploiter by target, league
+    expected = torch.zeros(5, 10, dtype=torch.float64)
+    # main agent 0, no games: PFSP uniform over the 4 historical players (main@0, main_1@0, the two @5);
+    # verification: the exploiter snapshot at the 0.5 prior >= 0.3, own snapshots [main@0] -> none kept;
+    # self-play 0.35 + 0.15
+    expected[0, [0, 1, 5, 8, 9]] = torch.tensor([0.5, 0.125, 0.125, 0.125, 0.125], dtype=torch.float64)
+    # main agent 1: PFSP hard (1 - x)^2 over main@0, main_1@0, main_exploiter_0@5, main_1@5:
+    # 0.04, 0.36, 0.25, 0.16 (sum 0.81); verification: the exploiter snapshot 0.5 >= 0.3, own
+    # snapshots [main_1@0, main_1@5] at 0.4, 0.6 rise at the end: both kept, 0.4 < 0.7, so PFSP hard
+    # over them (0.36, 0.16 over 0.52) takes the 0.15; self-play 0.35
+    expected[1, 0] = 0.35
+    expected[1, 1] = 0.5 * 0.04 / 0.81
+    expected[1, 5] = 0.5 * 0.36 / 0.81 + 0.15 * 0.36 / 0.52
+    expected[1, 8] = 0.5 * 0.25 / 0.81
+    expected[1, 9] = 0.5 * 0.16 / 0.81 + 0.15 * 0.16 / 0.52
+    # main exploiter targeting main agent 0: wins 40% > 10%, so the current main agent 0 (column 0)
+    expected[2, 0] = 1.0
+    # ... targeting main agent 1: wins 8% <= 10%, so PFSP variance over main_1's snapshots:
+    # x (1 - x) = 0.21 (main_1@0), 0.25 (main_1@5) over 0.46
+    expected[3, 5], expected[3, 9] = 0.21 / 0.46, 0.25 / 0.46
+    # league exploiter, no games: linear_capped min(0.5, 1 - 0.5) over the 4 historical players
+    expected[4, [1, 5, 8, 9]] = 0.25
+    torch.testing.assert_close(rows, expected, rtol=0, atol=1e-12)
+    assert league.distribution(1)[0] == pytest.approx(0.5)  # main agent 0's row is the population's
+
+
+def test_several_main_agents_split_the_main_instances_and_play_on_their_own(tmp_path):
+    training = _training(tmp_path, main_agents=2, main_share=0.5)
+    league = training.hooks.pm.get_plugin("league")
+    league.incentive_setup(run=training.context)
+    assert league.trainee.tolist() == [0, 1] * 8 + [2, 3] * 8
+    seats = league.incentive_pick_opponents(run=training.context, iteration=1).seats
+    pop = league.population
+    who = [sorted(pop.member(pop.slots[int(s)]).name if s >= 0 else "learner" for s in row) for row in seats]
+    assert all("learner" in w for w in who[0:16:2])  # only main agent 0's instances have a learner seat
+    assert all("learner" not in w for i, w in enumerate(who) if i % 2 or i >= 16)
+    assert all("main_1" in w and "main_1_copy" not in w for w in who[1:16:2])
+    # main exploiters play a current main agent, drawn per instance: its live copy, both appear
+    targets = {next(n for n in w if n != "main_exploiter_0") for w in who[16::2]}
+    assert targets == {"main", "main_1_copy"}
+    # league exploiters: PFSP over the historical players, the two main agents' first snapshots
+    assert {w[1] for w in who[17::2]} == {"main@0", "main_1@0"}
+    assert all(w[0] == "league_exploiter_0" for w in who[17::2])
+    # nobody but main agent 1 ever sits in a seat as main_1: it plays only on its own instances
+    main_1 = next(i for i, m in enumerate(pop.slots) if pop.member(m).name == "main_1")
+    rows = (seats == main_1).any(1).nonzero().flatten().tolist()
+    assert rows and set(rows) <= set(range(1, 16, 2))
+
+
+def test_each_main_agent_trains_only_on_its_own_seats_and_is_snapshotted(tmp_path, monkeypatch):
+    played, trained = defaultdict(list), defaultdict(list)  # per learner: seats it was asked, records
+    act, train = TrainedOpponent.act, TrainedOpponent.train
+
+    def spy_act(self, obs, action_mask, seats):
+        played[id(self)].append(seats.clone())
+        return act(self, obs, action_mask, seats)
+
+    def spy_train(self, rollout):
+        trained[id(self)].append((list(self.records), rollout))
+        return train(self, rollout)
+
+    monkeypatch.setattr(TrainedOpponent, "act", spy_act)
+    monkeypatch.setattr(TrainedOpponent, "train", spy_train)
+    training = _training(tmp_path, main_agents=2, checkpoint_min_iterations=2, checkpoint_max_iterations=3)
+    league = training.hooks.pm.get_plugin("league")
+    training.run()
+    main = league.mains["main_1"]
+    own = set(range(1, 16, 2))  # main agent 1's instances: every other one of the first half
+    assert len(played[id(main)]) == 6 * 8 and len(trained[id(main)]) == 6
+    for seats in played[id(main)]:  # the loop asks it to act only in its own instances
+        assert set(seats.any(1).nonzero().flatten().tolist()) <= own
+    for records, rollout in trained[id(main)]:
+        assert records
+        for t, rows, _, _, _, _, _, seats in records:
+            assert set(rows.tolist()) <= own
+            assert bool(seats.any(1).all())  # every recorded row is one where it held a seat
+            assert not bool(rollout.learn_mask[t, rows].any())  # and none is the run learner's data
+    names = [m.name for m in league.population.members]
+    assert "main_1@3" in names and "main_1@6" in names  # snapshotted at the max, like every player
+    initial = main.initial["net"]  # and never reset: it trained
+    assert any(not torch.equal(v, initial[k]) for k, v in main.ppo.net.state_dict().items())
+    metrics = training.last_metrics
+    assert 0 < metrics["population/league/main_1/mirror_share"] <= 1
+    assert 0 <= metrics["population/league/main_1/win_rate_history"] <= 1
+    assert "population/league/main_1/entropy" in metrics
+    assert "population/league/main_exploiter_0/win_rate_main_1" in metrics
+
+
+def test_one_main_agent_gives_the_metrics_of_the_code_before_several_main_agents(tmp_path):
+    """`main_agents: 1` (the default) writes the metrics.jsonl that the code of 71963d8 wrote, byte for byte.
+
+    tests/data/league_one_main_agent.metrics.jsonl was recorded by that code from this recipe (torch
+    2.13.0 on CPU, one thread); if a later change to PPO or the population changes it on purpose,
+    record it again from this test's recipe.
+    """
+    params = {
+        "bots": ["random"],
+        "checkpoint_min_iterations": 2,
+        "checkpoint_max_iterations": 3,
+        "league_reset_prob": 0.5,
+        "max_snapshots": 5,
+        "evaluate_every": 3,
+    }
+    _training(tmp_path, iterations=12, **params).run()
+    recorded = Path(__file__).parent / "data" / "league_one_main_agent.metrics.jsonl"
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == recorded.read_bytes()

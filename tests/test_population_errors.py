@@ -65,7 +65,31 @@ from test_cli import RECIPES, assert_clean_error, run_cli, run_recipe_briefly
         (
             "kuhn_league.yaml",
             ["opponents.params.main_agents=0"],
-            ["'opponents.params.main_agents'", "a league needs exactly one main agent", "given 0"],
+            ["'opponents.params.main_agents'", "a league needs at least one main agent", "given 0"],
+        ),
+        (
+            "kuhn_league.yaml",
+            ["opponents.params.main_agents=5"],
+            ["'opponents.params.main_agents'", "at most 4 main agents", "given 5"],
+        ),
+        (
+            # 4 instances, main_share 0.5: two for the main agents, two for the two exploiters
+            "kuhn_league.yaml",
+            ["opponents.params.main_agents=3"],
+            [
+                "'opponents.params.main_agents'",
+                "3 main agents need at least one instance each",
+                "gives the main agents 2",
+            ],
+        ),
+        (
+            "kuhn_league.yaml",
+            ["opponents.params.main_share=0.9"],
+            [
+                "'opponents.params.main_share'",
+                "2 exploiters need at least one instance each",
+                "leaves them 0",
+            ],
         ),
         (
             "kuhn_league.yaml",

@@ -41,6 +41,21 @@ CASES = {
             },
         },
     ),
+    # two main agents (the second a learner of its own, never reset), its live copy, its snapshots
+    "kuhn_league_two_mains": (
+        {"id": "kuhn_poker", "num_envs": 32},
+        {
+            "plugin": "league",
+            "params": {
+                "main_agents": 2,
+                "checkpoint_min_iterations": 2,
+                "checkpoint_max_iterations": 4,
+                "league_reset_prob": 0.5,
+                "max_snapshots": 6,
+                "evaluate_every": 3,
+            },
+        },
+    ),
     # the meta-game, sigma from projected replicator dynamics, exact exploitability
     "kuhn_psro": (
         {"id": "kuhn_poker", "num_envs": 64},
@@ -74,4 +89,6 @@ def test_population_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, 
     path = _write(tmp_path, case)
     whole, resumed = kill_and_resume(path, tmp_path / "runs" / case, iterations=40)
     assert b"population/elo/learner" in whole
+    if case == "kuhn_league_two_mains":
+        assert b"population/league/main_1/entropy" in whole and b'"population/elo/main_1@4"' in whole
     assert resumed == whole
