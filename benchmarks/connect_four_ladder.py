@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from incentive import hookimpl
-from incentive.population import SnapshotPolicy, make_bot_policy, play_matches, score
+from incentive.population import score_against_bot
 
 LADDER_FILE = "ladder.json"
 
@@ -56,17 +56,8 @@ class MinimaxLadder:
         if status not in ("completed", "budget"):
             return
         seed = run.recipe.seed * 1_000_003 + 7
-        ladder = {}
-        for name, bot, depth in opponents(self.max_depth):
-            env = type(run.env)(num_envs=self.games, params=run.env.params)
-            me = SnapshotPolicy(run.learner, run.agents, seed)
-            other = make_bot_policy(
-                bot,
-                env_id=run.recipe.env.id,
-                agents=run.agents,
-                action_dims=[int(run.env.action_spaces[a].n) for a in run.agents],
-                seed=seed + 1,
-                minimax_depth=depth,
-            )
-            ladder[name] = score(play_matches(env, me, other, seed=seed))
+        ladder = {
+            name: score_against_bot(run, bot, games=self.games, seed=seed, minimax_depth=depth)
+            for name, bot, depth in opponents(self.max_depth)
+        }
         Path(run.run_dir, LADDER_FILE).write_text(json.dumps(ladder, indent=1))

@@ -102,6 +102,7 @@ __all__ = [
     "elo_update",
     "pfsp_weights",
     "play_matches",
+    "score_against_bot",
     "win_rates",
 ]
 
@@ -408,6 +409,23 @@ def score(result: torch.Tensor) -> float:
     return float(
         ((result[:, 0] > result[:, 1]).double() + 0.5 * (result[:, 0] == result[:, 1]).double()).mean()
     )
+
+
+def score_against_bot(
+    run: RunContext, bot_id: str, *, games: int, seed: int, minimax_depth: int = 2
+) -> float:
+    """The learner's score (win 1, draw 1/2) against a fixed bot over `games` games, half in each seat."""
+    env = type(run.env)(num_envs=games, params=run.env.params)
+    me = SnapshotPolicy(run.learner, run.agents, seed)
+    other = make_bot_policy(
+        bot_id,
+        env_id=run.recipe.env.id,
+        agents=run.agents,
+        action_dims=[int(run.env.action_spaces[a].n) for a in run.agents],
+        seed=seed + 1,
+        minimax_depth=minimax_depth,
+    )
+    return score(play_matches(env, me, other, seed=seed))
 
 
 # --- the population --------------------------------------------------------------
@@ -913,18 +931,13 @@ class PopulationSampler:
                 tables = torch.stack([self.table(game, m) for m in members])
                 out["designer/mixture_exploitability"] = mixture_exploitability(game, tables, weights)
         for bot in self.params.eval_bots:
-            env = type(run.env)(num_envs=self.params.eval_episodes, params=run.env.params)
-            seed = run.recipe.seed * 1_000_003 + run.iteration
-            me = SnapshotPolicy(learner, run.agents, seed)
-            other = make_bot_policy(
+            out[f"designer/win_rate/{bot}"] = score_against_bot(
+                run,
                 bot,
-                env_id=run.recipe.env.id,
-                agents=run.agents,
-                action_dims=[int(run.env.action_spaces[a].n) for a in run.agents],
-                seed=seed + 1,
+                games=self.params.eval_episodes,
+                seed=run.recipe.seed * 1_000_003 + run.iteration,
                 minimax_depth=self.params.minimax_depth,
             )
-            out[f"designer/win_rate/{bot}"] = score(play_matches(env, me, other, seed=seed))
         return out
 
     @staticmethod
