@@ -1,27 +1,40 @@
 """The minimax ladder of a trained Connect Four learner: its score against ever deeper search.
 
-Registered as an extra plugin of a run (as `benchmarks/reproductions.py`
-does for its Connect Four experiment), it plays the final learner, at the
-end of the run, against `random`, `one_ply` and the full-width `minimax`
-bot at depths 1..`max_depth` (`envs/connect_four_bots.py`): `games`
-evaluation games per opponent, half in each seat, the learner's action
-sampled from its policy, no training data. Score = (wins + draws / 2) /
-games. Writes `ladder.json` in the run directory:
+The learner plays `random`, `one_ply` and the full-width `minimax` bot at
+depths 1..`max_depth` (`envs/connect_four_bots.py`): `games` evaluation
+games per opponent, half in each seat, no training data. Score = (wins +
+draws / 2) / games. "The best depth-N minimax the agent beats" (issue 9) is
+the largest N whose score is above 0.5.
 
-    {"random": 1.0, "one_ply": 0.83, "minimax_1": 0.9, "minimax_2": 0.4, ...}
+Two ways to use it:
 
-"The best depth-N minimax the agent beats" (issue 9) is the largest N whose
-score is above 0.5.
+- As an extra plugin of a run (`benchmarks/reproductions.py` registers it for
+  its Connect Four experiment): at the end of the run the final learner,
+  sampling its actions, climbs the ladder, and `ladder.json` is written in
+  the run directory, e.g. {"random": 0.96, "one_ply": 0.67, "minimax_1": ...}.
+- On a finished run directory, from its last checkpoint (`checkpoint.pt`,
+  read as plain data), with the policy sampled or greedy:
+
+    python benchmarks/connect_four_ladder.py RUN_DIR [--policy greedy] [--games 200] [--max-depth 4]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from incentive import hookimpl
+from incentive.checkpoint import load_checkpoint
+from incentive.loop import Training
+from incentive.plugin_manager import make_plugin_manager
 from incentive.population import score_against_bot
+from incentive.runner import load_run_recipe
 
 LADDER_FILE = "ladder.json"
 
@@ -43,6 +56,15 @@ def best_depth_beaten(ladder: dict[str, float]) -> int:
     return max(beaten, default=0)
 
 
+def climb(run: Any, *, games: int, max_depth: int, greedy: bool) -> dict[str, float]:
+    """The learner's score against every rung (one seed for all: the run seed's)."""
+    seed = run.recipe.seed * 1_000_003 + 7
+    return {
+        name: score_against_bot(run, bot, games=games, seed=seed, minimax_depth=depth, greedy=greedy)
+        for name, bot, depth in opponents(max_depth)
+    }
+
+
 class MinimaxLadder:
     """Plays the finished learner up the ladder and writes `ladder.json`."""
 
@@ -55,9 +77,36 @@ class MinimaxLadder:
         """After a run that completed or used up its CPU budget: the learner's score against each rung."""
         if status not in ("completed", "budget"):
             return
-        seed = run.recipe.seed * 1_000_003 + 7
-        ladder = {
-            name: score_against_bot(run, bot, games=self.games, seed=seed, minimax_depth=depth)
-            for name, bot, depth in opponents(self.max_depth)
-        }
+        ladder = climb(run, games=self.games, max_depth=self.max_depth, greedy=False)
         Path(run.run_dir, LADDER_FILE).write_text(json.dumps(ladder, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--policy", choices=["sampled", "greedy"], default="sampled")
+    parser.add_argument("--games", type=int, default=200)
+    parser.add_argument("--max-depth", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    recipe = load_run_recipe(args.run_dir)
+    if recipe.env.id != "connect_four":
+        sys.exit(f"error: {args.run_dir}: env {recipe.env.id!r} is not connect_four")
+    state = load_checkpoint(args.run_dir / "checkpoint.pt")
+    with tempfile.TemporaryDirectory() as scratch:  # the learner is built as the run built it, elsewhere
+        training = Training(recipe, run_dir=Path(scratch), pm=make_plugin_manager(recipe))
+        training.learner.load_state_dict(state["learner"])
+        ladder = climb(
+            training.context, games=args.games, max_depth=args.max_depth, greedy=args.policy == "greedy"
+        )
+    print(
+        f"{args.run_dir} (iteration {state['iteration']}, {state['global_step']:,} steps, {args.policy} policy)"
+    )
+    print("  ".join(f"{name} {value:.3f}" for name, value in ladder.items()))
+    print(f"deepest minimax beaten: {best_depth_beaten(ladder)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -205,10 +205,13 @@ class SnapshotPolicy:
             feature and mask layout is used afterwards, never its weights.
         agents: the env's agents in seat order.
         seed: seed of the snapshot's own sampling stream.
+        greedy: play the most likely legal action (ties: the lowest) instead of sampling;
+            for evaluations only.
 
     """
 
-    def __init__(self, learner: Any, agents: list[str], seed: int) -> None:
+    def __init__(self, learner: Any, agents: list[str], seed: int, *, greedy: bool = False) -> None:
+        self.greedy = greedy
         self.net = copy.deepcopy(learner.net).requires_grad_(False)
         self.features = learner.features
         self.mask = learner.action_mask
@@ -239,6 +242,9 @@ class SnapshotPolicy:
         if len(rows) == 0:
             return actions
         logits = _masked(self.net.logits(features), mask)
+        if self.greedy:
+            actions[rows] = logits.argmax(-1)
+            return actions
         noise = torch.rand(logits.shape, generator=self.generator).clamp_(min=1e-20)
         actions[rows] = (logits - (-noise.log()).log()).argmax(-1)
         return actions
@@ -412,11 +418,11 @@ def score(result: torch.Tensor) -> float:
 
 
 def score_against_bot(
-    run: RunContext, bot_id: str, *, games: int, seed: int, minimax_depth: int = 2
+    run: RunContext, bot_id: str, *, games: int, seed: int, minimax_depth: int = 2, greedy: bool = False
 ) -> float:
     """The learner's score (win 1, draw 1/2) against a fixed bot over `games` games, half in each seat."""
     env = type(run.env)(num_envs=games, params=run.env.params)
-    me = SnapshotPolicy(run.learner, run.agents, seed)
+    me = SnapshotPolicy(run.learner, run.agents, seed, greedy=greedy)
     other = make_bot_policy(
         bot_id,
         env_id=run.recipe.env.id,

@@ -207,6 +207,30 @@ def test_snapshot_acts_batched_only_where_it_plays():
     assert actions[[0, 3, 5]].eq(0).all()
 
 
+def test_a_greedy_snapshot_plays_the_most_likely_legal_action():
+    from incentive.envs.connect_four import ConnectFour
+    from incentive.ppo import PPO
+    from incentive.recipe import LearnerSpec
+
+    env = ConnectFour(num_envs=4, params=ConnectFour.Params())
+    ppo = PPO(
+        config=LearnerSpec(hidden_sizes=[8]),
+        obs_dims=[84, 84],
+        action_dims=[7, 7],
+        generator=torch.Generator().manual_seed(0),
+    )
+    ts = env.reset(seed=0)
+    seats = torch.zeros(4, 2, dtype=torch.bool)
+    seats[:, 0] = True
+    greedy = SnapshotPolicy(ppo, env.possible_agents, seed=0, greedy=True)
+    expected = greedy.probs(ts.obs, ts.action_mask)[:, 0].argmax(-1)
+    for _ in range(3):  # the same action every time, whatever the stream
+        assert torch.equal(greedy.act(ts.obs, ts.action_mask, seats)[:, 0], expected)
+    sampled = SnapshotPolicy(ppo, env.possible_agents, seed=0)
+    draws = torch.stack([sampled.act(ts.obs, ts.action_mask, seats)[:, 0] for _ in range(20)])
+    assert len(draws.unique()) > 1  # an untrained policy sampled: not always the same column
+
+
 def test_record_decays_counts_and_rates_learner_against_members(tmp_path):
     path = _recipe(
         tmp_path,
