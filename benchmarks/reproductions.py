@@ -89,7 +89,9 @@ PARTNERS = {
 NAV_SMALL = [
     "env.params.min_size=4",
     "env.params.max_size=5",
+    "env.params.levels.test=10000-10999",  # 1000 held-out levels, as the official code's final evaluation
     "evaluate.policy=sampled",
+    "evaluate.every=2",
     "train.total_steps=150000",
 ]
 NAV_SCHEDULE = [
@@ -179,13 +181,17 @@ EXPERIMENTS: dict[str, Experiment] = {
         metrics=["collective_return", "final_apple_stock", "sustainability", "equality"],
     ),
     # PLR (official defaults) vs uniform level sampling on 200 training levels of 4 x 4 and 5 x 5
-    # rooms; the 100 held-out test levels are played every 5 iterations with the sampled policy
-    # (a greedy policy stuck against a wall never recovers), so the final value is over the last
-    # evaluations
+    # rooms (half of the 5 x 5 ones split by a wall with a door); the 1000 held-out test levels are
+    # played every 2 iterations with the sampled policy (a greedy policy stuck against a wall never
+    # recovers), so the final value is over the last 4 evaluations. A third arm raises PLR's
+    # temperature to beta = 1 (P_S proportional to 1 / rank): at beta = 0.1 about 90% of the draws
+    # go to the top-ranked level, which with 30-step episodes in 64-step rollouts fills most of
+    # each batch (curriculum/plr/top_share)
     "plr_navigation": Experiment(
         arms=[
             Arm("uniform levels", "navigation_uniform.yaml", NAV_SMALL),
-            Arm("PLR (value_l1)", "navigation_plr.yaml", NAV_SMALL),
+            Arm("PLR (official defaults)", "navigation_plr.yaml", NAV_SMALL),
+            Arm("PLR (beta = 1)", "navigation_plr.yaml", [*NAV_SMALL, "curriculum.params.temperature=1.0"]),
         ],
         metrics=["test/collective_return", "test/success", "success"],
         seeds=3,
