@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import torch
 
@@ -77,7 +78,7 @@ def main() -> None:
         generator=torch.Generator().manual_seed(recipe.seed),
     )
     if args.checkpoint:
-        learner.load_state_dict(load_checkpoint(args.checkpoint)["learner"])
+        learner.load_state_dict(load_checkpoint(Path(args.checkpoint))["learner"])
     print(f"policy: {args.checkpoint or 'untrained'}; {args.episodes} sampled episodes per level")
     for name, levels in (("train", env.train_levels), ("test", env.test_levels)):
         if levels is not None:

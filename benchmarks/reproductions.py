@@ -13,6 +13,7 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py coin_game
     python benchmarks/reproductions.py escape_room cleanup_7x7 --seeds 3
     python benchmarks/reproductions.py kuhn_opponents --steps 100000
+    python benchmarks/reproductions.py plr_navigation --set env.params.max_size=7
     python benchmarks/reproductions.py ipd_opponents
     python benchmarks/reproductions.py --list
 
@@ -276,9 +277,11 @@ class ArmResult:
     crossings: list[tuple[int, float] | None] = field(default_factory=list)
 
 
-def run_arm(arm: Arm, seed: int, out: str, steps: int | None) -> tuple[RunData, float]:
+def run_arm(
+    arm: Arm, seed: int, out: str, steps: int | None, extra: list[str] | None = None
+) -> tuple[RunData, float]:
     """Train one seed of an arm; its metrics lines carry `seconds` (training time so far, from perf.jsonl)."""
-    overrides = [*arm.overrides, f"seed={seed}", f"log.dir={out}", "log.wandb.mode=disabled"]
+    overrides = [*arm.overrides, *(extra or []), f"seed={seed}", f"log.dir={out}", "log.wandb.mode=disabled"]
     if steps:
         overrides.append(f"train.total_steps={steps}")
     recipe = load_recipe(RECIPES / arm.recipe, overrides)
@@ -428,6 +431,9 @@ def main() -> None:
     parser.add_argument("experiments", nargs="*")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per arm (default: per experiment)")
     parser.add_argument("--steps", type=int, default=None, help="override every arm's train.total_steps")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="PATH=VALUE", help="recipe override for every arm"
+    )
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
     if args.list or not args.experiments:
@@ -443,7 +449,7 @@ def main() -> None:
             result = ArmResult(runs=RunsOfArm(label=arm.label))
             for seed in range(seeds):
                 run, elapsed = run_arm(
-                    arm, seed, str(Path(out) / name), args.steps
+                    arm, seed, str(Path(out) / name), args.steps, args.set
                 )  # experiments may share arms
                 result.runs.runs.append(run)
                 result.walls.append(elapsed)
