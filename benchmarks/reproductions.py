@@ -87,13 +87,13 @@ PARTNERS = {
     "past selves (FSP)": "opponents={plugin: fictitious_self_play, params: {snapshot_every: 5, max_snapshots: 50}}",
     "a fixed defector": "opponents={plugin: fictitious_self_play, params: {snapshot_every: null, bots: [always_defect]}}",
 }
-NAV_SMALL = [
+NAV_PLR = [
     "env.params.min_size=4",
-    "env.params.max_size=5",
+    "env.params.max_size=7",
     "env.params.levels.test=10000-10999",  # 1000 held-out levels, as the official code's final evaluation
     "evaluate.policy=sampled",
-    "evaluate.every=2",
-    "train.total_steps=150000",
+    "evaluate.every=5",
+    "train.total_steps=600000",
 ]
 NAV_SCHEDULE = [
     "env.params.min_size=4",
@@ -181,18 +181,22 @@ EXPERIMENTS: dict[str, Experiment] = {
         ],
         metrics=["collective_return", "final_apple_stock", "sustainability", "equality"],
     ),
-    # PLR (official defaults) vs uniform level sampling on 200 training levels of 4 x 4 and 5 x 5
-    # rooms (half of the 5 x 5 ones split by a wall with a door); the 1000 held-out test levels are
-    # played every 2 iterations with the sampled policy (a greedy policy stuck against a wall never
-    # recovers), so the final value is over the last 4 evaluations. A third arm raises PLR's
-    # temperature to beta = 1 (P_S proportional to 1 / rank): at beta = 0.1 about 90% of the draws
-    # go to the top-ranked level, which with 30-step episodes in 64-step rollouts fills most of
-    # each batch (curriculum/plr/top_share)
+    # PLR vs uniform level sampling on 200 training levels of 4 x 4 to 7 x 7 rooms with 0-2 walls
+    # (from trivial to unsolvable-for-now: an untrained policy succeeds on 13% of the episodes in
+    # 4 x 4 rooms and on under 1% in 6 x 6 and 7 x 7 ones, benchmarks/plr_levels.py); 600k steps
+    # (293 iterations). The 1000 held-out test levels are played every 5 iterations with the sampled
+    # policy (a greedy policy stuck against a wall never recovers), so the final value is over the
+    # last 6 evaluations. Arms beyond the official defaults: the staleness weight of the authors'
+    # MiniGrid runs (facebookresearch/dcd, 0.3), and a higher temperature, beta = 1 (P_S
+    # proportional to 1 / rank): at beta = 0.1 about 90% of the draws go to the top-ranked level,
+    # which with episodes of at most 30 steps in 64-step rollouts fills most of each batch
+    # (curriculum/plr/top_share)
     "plr_navigation": Experiment(
         arms=[
-            Arm("uniform levels", "navigation_uniform.yaml", NAV_SMALL),
-            Arm("PLR (official defaults)", "navigation_plr.yaml", NAV_SMALL),
-            Arm("PLR (beta = 1)", "navigation_plr.yaml", [*NAV_SMALL, "curriculum.params.temperature=1.0"]),
+            Arm("uniform levels", "navigation_uniform.yaml", NAV_PLR),
+            Arm("PLR (official defaults)", "navigation_plr.yaml", NAV_PLR),
+            Arm("PLR (staleness 0.3)", "navigation_plr.yaml", [*NAV_PLR, "curriculum.params.staleness_coef=0.3"]),
+            Arm("PLR (beta = 1)", "navigation_plr.yaml", [*NAV_PLR, "curriculum.params.temperature=1.0"]),
         ],
         metrics=["test/collective_return", "test/success", "success"],
         seeds=3,
