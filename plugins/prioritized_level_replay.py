@@ -48,15 +48,21 @@ Choices made (where a batched run differs from the official code):
   `curriculum/plr/top_share` reports the share of the draws on the most
   drawn level.
 - A level's score covers every step it was played in the iteration,
-  finished or not (the official code carries unfinished episodes over to
-  the next rollout). Several instances on one level: their scores are
-  averaged.
+  finished or not, as in the official code (its `after_update` commits the
+  score of an unfinished episode's part at the end of every rollout, and the
+  rest of that episode is scored in the next one). Several instances or
+  episodes on one level in one iteration: the official code keeps the score
+  of the last one it processes (alpha = 1); here their steps are averaged.
+- Under a sparse 0/1 reward a level the learner always fails has V ~ 0 and
+  r = 0, so |A| ~ 0 and it ranks as low as a mastered level: value_l1 (and
+  positive_value_loss) replay such levels only through staleness.
 - `policy_entropy` is in nats; the official code divides it by the largest
   entropy log(n) of its n actions. A constant factor changes neither the
   ranks nor the power transform's P_S (S^(1/beta) scales every h alike), so
   only the reported `score_*` metrics differ by that factor.
-- Rank ties go to the lower level index; if every seen level has staleness
-  0, P_C is 0 and P is renormalised.
+- Rank ties go to the lower level index (the official code's reversed
+  argsort favours the higher one; only exact ties differ); if every seen
+  level has staleness 0, P_C is 0 and P is renormalised.
 
 Parameters: `strategy` (value_l1 | positive_value_loss | policy_entropy), `score_transform`
 (rank | power), `temperature` (beta, 0.1), `staleness_coef` (0.1),
