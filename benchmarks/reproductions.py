@@ -13,6 +13,7 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py coin_game
     python benchmarks/reproductions.py escape_room cleanup_7x7 --seeds 3
     python benchmarks/reproductions.py kuhn_opponents --steps 100000
+    python benchmarks/reproductions.py plr_navigation --set env.params.max_size=7
     python benchmarks/reproductions.py ipd_opponents
     python benchmarks/reproductions.py --list
 
@@ -97,11 +98,13 @@ PARTNERS = {
     "past selves (FSP)": "opponents={plugin: fictitious_self_play, params: {snapshot_every: 5, max_snapshots: 50}}",
     "a fixed defector": "opponents={plugin: fictitious_self_play, params: {snapshot_every: null, bots: [always_defect]}}",
 }
-NAV_SMALL = [
+NAV_PLR = [
     "env.params.min_size=4",
-    "env.params.max_size=5",
+    "env.params.max_size=7",
+    "env.params.levels.test=10000-10999",  # 1000 held-out levels, as the official code's final evaluation
     "evaluate.policy=sampled",
-    "train.total_steps=150000",
+    "evaluate.every=5",
+    "train.total_steps=600000",
 ]
 NAV_SCHEDULE = [
     "env.params.min_size=4",
@@ -189,14 +192,22 @@ EXPERIMENTS: dict[str, Experiment] = {
         ],
         metrics=["collective_return", "final_apple_stock", "sustainability", "equality"],
     ),
-    # PLR (official defaults) vs uniform level sampling on 200 training levels of 4 x 4 and 5 x 5
-    # rooms; the 100 held-out test levels are played every 5 iterations with the sampled policy
-    # (a greedy policy stuck against a wall never recovers), so the final value is over the last
-    # evaluations
+    # PLR vs uniform level sampling on 200 training levels of 4 x 4 to 7 x 7 rooms with 0-2 walls
+    # (from trivial to unsolvable-for-now: an untrained policy succeeds on 13% of the episodes in
+    # 4 x 4 rooms and on under 1% in 6 x 6 and 7 x 7 ones, benchmarks/plr_levels.py); 600k steps
+    # (293 iterations). The 1000 held-out test levels are played every 5 iterations with the sampled
+    # policy (a greedy policy stuck against a wall never recovers), so the final value is over the
+    # last 6 evaluations. Arms beyond the official defaults: the staleness weight of the authors'
+    # MiniGrid runs (facebookresearch/dcd, 0.3), and a higher temperature, beta = 1 (P_S
+    # proportional to 1 / rank): at beta = 0.1 about 90% of the draws go to the top-ranked level,
+    # which with episodes of at most 30 steps in 64-step rollouts fills most of each batch
+    # (curriculum/plr/top_share)
     "plr_navigation": Experiment(
         arms=[
-            Arm("uniform levels", "navigation_uniform.yaml", NAV_SMALL),
-            Arm("PLR (value_l1)", "navigation_plr.yaml", NAV_SMALL),
+            Arm("uniform levels", "navigation_uniform.yaml", NAV_PLR),
+            Arm("PLR (official defaults)", "navigation_plr.yaml", NAV_PLR),
+            Arm("PLR (staleness 0.3)", "navigation_plr.yaml", [*NAV_PLR, "curriculum.params.staleness_coef=0.3"]),
+            Arm("PLR (beta = 1)", "navigation_plr.yaml", [*NAV_PLR, "curriculum.params.temperature=1.0"]),
         ],
         metrics=["test/collective_return", "test/success", "success"],
         seeds=3,
@@ -346,11 +357,18 @@ class CpuBudget:
 
 
 def train_arm(
-    arm: Arm, seed: int, out: str, steps: int | None, ladder: bool, cpu_minutes: float | None = None
+    arm: Arm,
+    seed: int,
+    out: str,
+    steps: int | None,
+    ladder: bool,
+    cpu_minutes: float | None = None,
+    overrides_for_all: list[str] | None = None,
 ) -> tuple[str, float, float]:
     """Train one seed of an arm: (run directory, wall seconds, CPU seconds of this process)."""
     torch.set_num_threads(1)  # one core per job: `--jobs 2` fills the 2 cores without oversubscribing
-    overrides = [*arm.overrides, f"seed={seed}", f"log.dir={out}", "log.wandb.mode=disabled"]
+    overrides = [*arm.overrides, *(overrides_for_all or []), f"seed={seed}", f"log.dir={out}"]
+    overrides.append("log.wandb.mode=disabled")
     if steps:
         overrides.append(f"train.total_steps={steps}")
     recipe = load_recipe(RECIPES / arm.recipe, overrides)
@@ -532,7 +550,14 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
         futures = [
             pool.submit(
-                train_arm, arm, seed, str(out / name), args.steps, experiment.ladder, args.cpu_minutes
+                train_arm,
+                arm,
+                seed,
+                str(out / name),
+                args.steps,
+                experiment.ladder,
+                args.cpu_minutes,
+                args.set,
             )
             for arm, seed in jobs
         ]
@@ -570,6 +595,9 @@ def main() -> None:
         type=float,
         default=None,
         help="also end each run once its training used this much CPU time (the steps then differ per arm)",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="PATH=VALUE", help="recipe override for every arm"
     )
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()

@@ -98,7 +98,9 @@ def generate_layouts(levels: torch.Tensor, sizes: torch.Tensor, params: Navigati
     w = len(candidates)
     rng = InstanceRandom(k)
     rng.seed(levels.long() * 2 + LEVEL_SALT)
-    draws = rng.bits(3 + 2 * w + 2 * n_agents) >> 1  # non-negative 63-bit numbers
+    # non-negative 63-bit numbers: the sign bit cleared (torch's `>>` is arithmetic, so `>> 1` kept
+    # negative draws negative, and every wall test below came out true)
+    draws = rng.bits(3 + 2 * w + 2 * n_agents) & ((1 << 63) - 1)
     span = params.max_size - params.min_size + 1
     n = torch.where(sizes > 0, sizes.long(), params.min_size + draws[:, 0] % span)  # [K]
     density = torch.tensor(params.wall_density, dtype=torch.float64)

@@ -17,8 +17,11 @@ seen one, chosen by how much the learner can still learn there.
       h_i = (1 / rank_i)^(1 / beta),  rank 1 = highest score,
       P_S(i) = h_i / sum_{j seen} h_j             (seen levels only)
   (`score_transform: power`: h_i = S_i^(1/beta)).
-- Staleness: c counts level starts, C_i is c when level i last started:
+- Staleness: c counts draws (samples, replays and new levels alike, as the
+  official `_update_staleness` does), C_i is the number of the last draw of
+  level i, so c - C_i is how many draws ago level i was last drawn:
       P_C(i) = (c - C_i) / sum_{j seen} (c - C_j)
+  (the E draws of an iteration are numbered in instance order).
 - Replay distribution, with the paper's rho = `staleness_coef` (0.1):
       P(i) = (1 - staleness_coef) * P_S(i) + staleness_coef * P_C(i)
 - Replay or new level, per instance (the official "proportionate" schedule):
@@ -31,18 +34,35 @@ seen one, chosen by how much the learner can still learn there.
 Choices made (where a batched run differs from the official code):
 
 - Levels are drawn once per iteration for all E instances (each adopts its
-  level at its next reset); staleness and "seen" change when a level is
-  actually started and scored, not when it is drawn.
+  level at its next reset and replays it at every reset until the next
+  draw); the official code draws at every reset. Both draw from the same P,
+  which changes only when scores do (once per iteration in both), so the
+  expected share of episodes per level is the same; per-iteration draws
+  vary more, and a first pass over N unseen levels takes about N / E
+  iterations instead of N episodes. "Seen" changes when a level is scored.
+- With rank prioritisation at beta = 0.1 the top-ranked level has weight 1
+  and the next 2^-10, so about (1 - staleness_coef) of the draws go to one
+  level per iteration, in the official code as here. When episodes are much
+  shorter than a rollout (each instance restarts several times per
+  iteration), that level fills most of the iteration's batch;
+  `curriculum/plr/top_share` reports the share of the draws on the most
+  drawn level.
 - A level's score covers every step it was played in the iteration,
-  finished or not (the official code carries unfinished episodes over to
-  the next rollout). Several instances on one level: their scores are
-  averaged.
+  finished or not, as in the official code (its `after_update` commits the
+  score of an unfinished episode's part at the end of every rollout, and the
+  rest of that episode is scored in the next one). Several instances or
+  episodes on one level in one iteration: the official code keeps the score
+  of the last one it processes (alpha = 1); here their steps are averaged.
+- Under a sparse 0/1 reward a level the learner always fails has V ~ 0 and
+  r = 0, so |A| ~ 0 and it ranks as low as a mastered level: value_l1 (and
+  positive_value_loss) replay such levels only through staleness.
 - `policy_entropy` is in nats; the official code divides it by the largest
   entropy log(n) of its n actions. A constant factor changes neither the
   ranks nor the power transform's P_S (S^(1/beta) scales every h alike), so
   only the reported `score_*` metrics differ by that factor.
-- Rank ties go to the lower level index; if every seen level has staleness
-  0, P_C is 0 and P is renormalised.
+- Rank ties go to the lower level index (the official code's reversed
+  argsort favours the higher one; only exact ties differ); if every seen
+  level has staleness 0, P_C is 0 and P is renormalised.
 
 Parameters: `strategy` (value_l1 | positive_value_loss | policy_entropy), `score_transform`
 (rank | power), `temperature` (beta, 0.1), `staleness_coef` (0.1),
@@ -51,7 +71,8 @@ training levels; or key -> list of values, e.g. opponent ids or values of an
 incentive parameter).
 
 Metrics: `curriculum/plr/seen_fraction`, `curriculum/plr/replay_share`
-(share of this iteration's draws that were replays), score summary of seen
+(share of this iteration's draws that were replays), `curriculum/plr/top_share`
+(share of this iteration's draws on its most drawn level), score summary of seen
 levels (`score_mean`, `score_p10`, `score_p50`, `score_p90`, `score_max`),
 and `curriculum/level_difficulty` (mean over the drawn levels) where the
 env rates its levels. Bookkeeping is a handful of [N] tensor operations per
@@ -68,7 +89,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from incentive import hookimpl
 from incentive.tasks import CandidateTasks, step_values
 
-__all__ = ["PrioritizedLevelReplay", "level_scores", "replay_distribution", "step_scores"]
+__all__ = ["PrioritizedLevelReplay", "count_draws", "level_scores", "replay_distribution", "step_scores"]
 
 
 def rank_weights(scores: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -113,6 +134,26 @@ def replay_distribution(
     if total > 0:
         return p / total
     return seen.to(torch.float64) / seen.sum().clamp(min=1)
+
+
+def count_draws(
+    last_draw: torch.Tensor, draws: torch.Tensor, drawn: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Staleness bookkeeping after drawing `drawn`: (C [N], c), draws numbered c + 1, c + 2, ... in order.
+
+    The official sampler adds 1 to every level's staleness at each draw and
+    sets the drawn level's to 0; keeping C_i (the number of level i's last
+    draw) and c (draws so far) gives the same staleness c - C_i.
+
+    Args:
+        last_draw: [N] long C_i.
+        draws: scalar long c.
+        drawn: [K] long candidate indices, in draw order.
+
+    """
+    numbers = draws + torch.arange(1, len(drawn) + 1, dtype=torch.long)
+    last_draw = last_draw.scatter_reduce(0, drawn, numbers, reduce="amax")
+    return last_draw, draws + len(drawn)
 
 
 def level_scores(
@@ -201,16 +242,11 @@ class PrioritizedLevelReplay:
         n = len(self.candidates)
         self.scores = torch.zeros(n, dtype=torch.float64)
         self.seen = torch.zeros(n, dtype=torch.bool)
-        self.last_start = torch.zeros(n, dtype=torch.long)  # C_i
-        self.starts = torch.zeros((), dtype=torch.long)  # c
+        self.last_draw = torch.zeros(n, dtype=torch.long)  # C_i
+        self.draws = torch.zeros((), dtype=torch.long)  # c
         self.running = torch.full((run.num_envs,), -1, dtype=torch.long)
         self.pending = torch.full((run.num_envs,), -1, dtype=torch.long)
         self.replayed = torch.zeros(run.num_envs, dtype=torch.bool)
-
-    def _started(self, levels: torch.Tensor) -> None:
-        """Levels that began an episode: they are no longer stale."""
-        self.starts = self.starts + len(levels)
-        self.last_start[levels] = self.starts
 
     @hookimpl
     def incentive_next_task(self, run, iteration) -> dict[str, torch.Tensor]:
@@ -228,7 +264,7 @@ class PrioritizedLevelReplay:
         if bool(self.seen.any()):
             weights = replay_distribution(
                 self.scores,
-                self.starts - self.last_start,
+                self.draws - self.last_draw,
                 self.seen,
                 temperature=p.temperature,
                 staleness_coef=p.staleness_coef,
@@ -239,14 +275,14 @@ class PrioritizedLevelReplay:
             old = torch.zeros(e, dtype=torch.long)
         self.pending = torch.where(replay, old, new)
         self.replayed = replay
+        self.last_draw, self.draws = count_draws(self.last_draw, self.draws, self.pending)
         if run.global_step == 0:  # the run starts at a boundary: these levels start now
             self.running = self.pending.clone()
-            self._started(self.pending)
         return self.candidates.task(self.pending)
 
     @hookimpl
     def incentive_update_curriculum(self, run, rollout) -> None:
-        """Score the levels played in the rollout; note which pending levels started."""
+        """Score the levels played in the rollout; note which instances adopted their pending level."""
         done = rollout.done.bool()
         per_step = step_scores(rollout, self.params.strategy)
         levels = step_values(self.running, self.pending, done)
@@ -254,16 +290,15 @@ class PrioritizedLevelReplay:
         a = self.params.alpha
         self.scores = torch.where(played, (1 - a) * self.scores + a * score, self.scores)
         self.seen |= played
-        adopted = done.any(0)
-        self._started(self.pending[adopted])
-        self.running = torch.where(adopted, self.pending, self.running)
+        self.running = torch.where(done.any(0), self.pending, self.running)
 
     @hookimpl
     def incentive_collect_metrics(self) -> dict[str, float]:
-        """Seen fraction, replay share, score summary and the drawn levels' difficulty."""
+        """Seen fraction, replay share, top-level share, score summary and the drawn levels' difficulty."""
         metrics = {
             "curriculum/plr/seen_fraction": float(self.seen.double().mean()),
             "curriculum/plr/replay_share": float(self.replayed.double().mean()),
+            "curriculum/plr/top_share": float(torch.bincount(self.pending).max()) / len(self.pending),
         }
         if bool(self.seen.any()):
             seen = self.scores[self.seen]
@@ -283,7 +318,7 @@ class PrioritizedLevelReplay:
     @hookimpl
     def incentive_state_dict(self) -> dict[str, Any]:
         """Scores, seen levels, staleness, and what every instance runs and will run."""
-        keys = ("scores", "seen", "last_start", "starts", "running", "pending", "replayed")
+        keys = ("scores", "seen", "last_draw", "draws", "running", "pending", "replayed")
         return {key: getattr(self, key).clone() for key in keys}
 
     @hookimpl

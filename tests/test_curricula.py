@@ -9,16 +9,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from incentive import hookimpl
 from incentive.plugins.learning_progress import LearningProgress, progress_distribution
 from incentive.plugins.prioritized_level_replay import (
     PrioritizedLevelReplay,
+    count_draws,
     level_scores,
     rank_weights,
     replay_distribution,
+    step_scores,
 )
 from incentive.plugins.reward_sharing import RewardSharing
 from incentive.plugins.schedule import Schedule, interpolate
-from incentive.tasks import TaskState
+from incentive.tasks import TaskState, step_values
 
 
 class LevelEnv:
@@ -120,8 +123,6 @@ def test_plr_scores_each_level_on_the_steps_it_was_played():
     assert task["level"].tolist() == (plugin.pending + 100).tolist()
     plugin.running = torch.tensor([0, 1])
     plugin.pending = torch.tensor([2, 3])
-    plugin.starts = torch.tensor(2)
-    plugin.last_start = torch.tensor([1, 2, 0, 0])
     run.global_step = 8
     # instance 0 ends its episode at t = 1 and starts level 2; instance 1 never ends
     advantages = [[[1.0, -3.0], [2.0, 0.0]], [[-1.0, 1.0], [2.0, 2.0]], [[0.5, 0.5], [-4.0, 0.0]]]
@@ -129,8 +130,35 @@ def test_plr_scores_each_level_on_the_steps_it_was_played():
     # value_l1 per step (mean over 2 seats): e0: 2, 1, 0.5; e1: 1, 2, 2
     torch.testing.assert_close(plugin.scores, torch.tensor([1.5, 5 / 3, 0.5, 0.0], dtype=torch.float64))
     assert plugin.seen.tolist() == [True, True, True, False]
-    assert plugin.running.tolist() == [2, 1]
-    assert int(plugin.starts) == 3 and plugin.last_start.tolist() == [1, 2, 3, 0]  # level 2 just started
+    assert plugin.running.tolist() == [2, 1]  # instance 0 adopted its pending level
+
+
+def test_staleness_counts_draws_as_the_official_sampler_does():
+    # the official sampler, draw by draw: staleness + 1 for every level, 0 for the drawn one
+    staleness = [7, 3, 10, 0, 5]  # c = 10, C = [3, 7, 0, 10, 5]
+    for level in (2, 0, 2, 4):
+        staleness = [0 if i == level else s + 1 for i, s in enumerate(staleness)]
+    assert staleness == [2, 7, 1, 4, 0]
+    last, count = count_draws(torch.tensor([3, 7, 0, 10, 5]), torch.tensor(10), torch.tensor([2, 0, 2, 4]))
+    assert int(count) == 14 and last.tolist() == [12, 7, 13, 10, 14]
+    assert (count - last).tolist() == staleness
+
+
+def test_plr_counts_every_draw_for_staleness_and_reports_the_top_share():
+    run = make_run(4, levels=5)
+    plugin = plr(run)
+    plugin.seen[:] = True
+    plugin.scores = torch.tensor([0.1, 0.2, 0.9, 0.3, 0.4], dtype=torch.float64)
+    plugin.last_draw = torch.tensor([3, 7, 0, 10, 5])
+    plugin.draws = torch.tensor(10)
+    task = plugin.incentive_next_task(run, 3)
+    drawn = plugin.pending
+    assert task["level"].tolist() == (drawn + 100).tolist() and int(plugin.draws) == 14
+    for level in range(5):  # C_i: the number (11..14) of level i's last draw, else unchanged
+        numbers = [11 + j for j in range(4) if int(drawn[j]) == level]
+        assert int(plugin.last_draw[level]) == (max(numbers) if numbers else [3, 7, 0, 10, 5][level])
+    top = torch.bincount(drawn).max().item()
+    assert plugin.incentive_collect_metrics()["curriculum/plr/top_share"] == top / 4
 
 
 def test_plr_positive_value_loss_and_alpha():
@@ -476,3 +504,65 @@ def test_plr_policy_entropy_through_the_loop_reads_the_learner_entropies(tmp_pat
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     # a fresh policy over 5 actions is close to uniform: entropies just below ln 5
     assert 0.9 * math.log(5) < lines[0]["curriculum/plr/score_p50"] <= math.log(5)
+
+
+class LevelRecorder:
+    """Records the level every instance played at every step, and checks PLR's view of it."""
+
+    def __init__(self, plr_plugin: PrioritizedLevelReplay) -> None:
+        self.plr = plr_plugin
+        self.after: list[torch.Tensor] = []  # env.level after each step of the rollout
+        self.before = None  # env.level after the last step of the previous rollout
+        self.checked = 0
+
+    @hookimpl
+    def incentive_shape_reward(self, run, step):
+        if not self.after:  # the rollout's first step: what PLR holds for this rollout
+            self.running, self.pending = self.plr.running.clone(), self.plr.pending.clone()
+            self.scores = self.plr.scores.clone()
+        self.after.append(run.env.level.clone())
+
+    @hookimpl
+    def incentive_update_curriculum(self, run, rollout):
+        """PLR's step levels must be the levels the env played (whichever of the two runs first)."""
+        after = torch.stack(self.after)  # [T, E]
+        done = rollout.done.bool()
+        # a step ran on the level its instance showed after the step, unless the step ended the
+        # episode (the env already restarted): then on the level it showed after the step before
+        previous = torch.cat([after[:1] if self.before is None else self.before[None], after[:-1]])
+        played = torch.where(done, previous, after)
+        known = ~done[0] if self.before is None else torch.ones_like(done[0])
+        index = step_values(self.running, self.pending, done)
+        claimed = self.plr.candidates.table["level"][index]
+        assert torch.equal(claimed[1:], played[1:]) and torch.equal(claimed[0][known], played[0][known])
+        # and its scores are the mean |advantage| over exactly those steps
+        per_step = step_scores(rollout, "value_l1")
+        score, played_any = level_scores(per_step, index, num_levels=len(self.scores))
+        self.expected = torch.where(played_any, score, self.scores)
+        self.before = after[-1]
+        self.after = []
+        self.checked += 1
+
+
+@pytest.mark.filterwarnings("ignore:.*shorter than one episode")  # on purpose: episodes span rollouts
+def test_plr_in_the_loop_scores_the_levels_the_env_actually_played(tmp_path):
+    from conftest import tiny_recipe_data
+
+    from incentive.recipe import validate_recipe
+    from incentive.runner import start_run
+
+    # episodes of up to 20 steps in 16-step rollouts: some instances restart, some do not
+    data = tiny_recipe_data(
+        tmp_path / "runs",
+        env={"id": "navigation", "num_envs": 8, "params": {"max_steps": 20, "levels": {"train": "0-5"}}},
+        incentives=[],
+        train={"total_steps": 8 * 16 * 6, "checkpoint_every": 6},
+    )
+    plugin = PrioritizedLevelReplay(PrioritizedLevelReplay.Params(min_seen_fraction=0.0))
+    recorder = LevelRecorder(plugin)
+    start_run(
+        validate_recipe(data, source="test"), run_id="levels",
+        extra_plugins=[("curriculum", plugin), ("recorder", recorder)],
+    )  # fmt: skip
+    assert recorder.checked == 6
+    torch.testing.assert_close(plugin.scores, recorder.expected)
