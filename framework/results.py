@@ -63,10 +63,10 @@ class RunData:
 
     @property
     def objectives(self) -> list[str]:
-        """The recipe's objective metric names, with the `designer/` prefix."""
+        """The recipe's objective metric names, with the `designer/` prefix (`param` objectives have none)."""
         objective = self.recipe.get("objective") or []
         listed = objective if isinstance(objective, list) else [objective]
-        names = [o["metric"] for o in listed if isinstance(o, dict) and "metric" in o]
+        names = [o["metric"] for o in listed if isinstance(o, dict) and isinstance(o.get("metric"), str)]
         return [n if n.startswith("designer/") else f"designer/{n}" for n in names]
 
     def metric_names(self) -> list[str]:

@@ -15,7 +15,7 @@ from incentive.cli import main
 from incentive.compare import comparison_table, improvement
 from incentive.errors import IncentiveError
 from incentive.plots import figure_size
-from incentive.results import expand_run_dirs, group_runs, load_run, load_runs
+from incentive.results import RunData, expand_run_dirs, group_runs, load_run, load_runs
 
 BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "reproductions.py"
 
@@ -71,6 +71,16 @@ def test_arms_group_seeds_and_are_labelled_by_what_differs(tmp_path: Path):
     assert arms[0].finals("designer/collective_return").tolist() == [1.0, 2.0, 3.0, 10.0]
     # one arm: labelled by the recipe's name
     assert [arm.label for arm in group_runs(load_runs([str(runs / "b*")]))] == ["tiny"]
+
+
+def test_objectives_skip_param_objectives(tmp_path: Path):
+    # a search recipe's `param` objective is written as `metric: null` in the run's recipe.yaml
+    objective = [
+        {"metric": "own_coin_rate", "direction": "maximize"},
+        {"metric": None, "param": "incentives.0.params.s", "direction": "minimize"},
+    ]
+    run = RunData(path=tmp_path, recipe={"objective": objective}, lines=[])
+    assert run.objectives == ["designer/own_coin_rate"]
 
 
 def test_expand_run_dirs(tmp_path: Path):
