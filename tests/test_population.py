@@ -181,19 +181,25 @@ def test_snapshot_is_a_real_copy(tmp_path):
     assert torch.equal(snap.probs(obs, training.ts.action_mask), before)
 
 
-def test_snapshot_acts_batched_only_where_it_plays():
-    # one forward pass over the rows it plays; other entries stay 0
-    from incentive.envs.kuhn_poker import KuhnPoker
+def _untrained_ppo(obs_dim: int, actions: int):
+    """A two-seat PPO learner with one small hidden layer, untrained."""
     from incentive.ppo import PPO
     from incentive.recipe import LearnerSpec
 
-    env = KuhnPoker(num_envs=6, params=KuhnPoker.Params())
-    ppo = PPO(
+    return PPO(
         config=LearnerSpec(hidden_sizes=[8]),
-        obs_dims=[11, 11],
-        action_dims=[2, 2],
+        obs_dims=[obs_dim, obs_dim],
+        action_dims=[actions, actions],
         generator=torch.Generator().manual_seed(0),
     )
+
+
+def test_snapshot_acts_batched_only_where_it_plays():
+    # one forward pass over the rows it plays; other entries stay 0
+    from incentive.envs.kuhn_poker import KuhnPoker
+
+    env = KuhnPoker(num_envs=6, params=KuhnPoker.Params())
+    ppo = _untrained_ppo(11, 2)
     snap = SnapshotPolicy(ppo, env.possible_agents, seed=0)
     ts = env.reset(seed=0)
     calls = []
@@ -209,16 +215,9 @@ def test_snapshot_acts_batched_only_where_it_plays():
 
 def test_a_greedy_snapshot_plays_the_most_likely_legal_action():
     from incentive.envs.connect_four import ConnectFour
-    from incentive.ppo import PPO
-    from incentive.recipe import LearnerSpec
 
     env = ConnectFour(num_envs=4, params=ConnectFour.Params())
-    ppo = PPO(
-        config=LearnerSpec(hidden_sizes=[8]),
-        obs_dims=[84, 84],
-        action_dims=[7, 7],
-        generator=torch.Generator().manual_seed(0),
-    )
+    ppo = _untrained_ppo(84, 7)
     ts = env.reset(seed=0)
     seats = torch.zeros(4, 2, dtype=torch.bool)
     seats[:, 0] = True
