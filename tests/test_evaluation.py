@@ -49,7 +49,11 @@ class GoalSeeker:
 
 def test_evaluation_plays_one_episode_on_every_test_level():
     params = NavigationParams(
-        num_agents=1, min_size=5, max_size=6, max_steps=12, wall_density=1.0,  # a wall in every level
+        num_agents=1,
+        min_size=5,
+        max_size=6,
+        max_steps=12,
+        wall_density=1.0,  # a wall in every level
         levels={"train": "0-49", "test": "500-509"},
     )
     env = Navigation(num_envs=4, params=params)
