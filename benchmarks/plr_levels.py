@@ -17,7 +17,6 @@ uniform random) or, with `--checkpoint`, the learner saved in a run's
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch
@@ -61,28 +60,29 @@ def summary(name: str, levels: torch.Tensor, success: torch.Tensor, params) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("recipe")
     parser.add_argument("--set", action="append", default=[], help="recipe override path=value")
-    parser.add_argument("--checkpoint", default=None, help="a run's checkpoint.pt (default: untrained policy)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="a run's checkpoint.pt (default: untrained policy)"
+    )
     parser.add_argument("--episodes", type=int, default=10, help="sampled episodes per level")
     args = parser.parse_args()
     torch.set_num_threads(1)
     recipe = load_recipe(args.recipe, args.set)
     env = make_env(recipe.env.model_copy(update={"num_envs": 1}))
     agents = list(env.possible_agents)
-    learner = PPO(
-        config=recipe.learner,
-        obs_dims=[math.prod(env.observation_spaces[a].shape) for a in agents],
-        action_dims=[int(env.action_spaces[a].n) for a in agents],
-        generator=torch.Generator().manual_seed(recipe.seed),
-    )
+    learner = PPO.for_env(recipe.learner, env, agents, torch.Generator().manual_seed(recipe.seed))
     if args.checkpoint:
         learner.load_state_dict(load_checkpoint(Path(args.checkpoint))["learner"])
     print(f"policy: {args.checkpoint or 'untrained'}; {args.episodes} sampled episodes per level")
     for name, levels in (("train", env.train_levels), ("test", env.test_levels)):
         if levels is not None:
-            summary(name, levels, level_success(recipe, learner, levels, args.episodes, recipe.seed), env.params)
+            summary(
+                name, levels, level_success(recipe, learner, levels, args.episodes, recipe.seed), env.params
+            )
 
 
 if __name__ == "__main__":

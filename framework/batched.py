@@ -366,11 +366,8 @@ class BatchedTraining(Training):
         self.env = make_env(recipe.env.model_copy(update={"num_envs": self.trials * e}), source=recipe.source)
         self.agents = list(self.env.possible_agents)
         check_objectives(recipe, self.env, pm)
-        self.learner = PPO(
-            config=recipe.learner,
-            obs_dims=[math.prod(self.env.observation_spaces[a].shape) for a in self.agents],
-            action_dims=[int(self.env.action_spaces[a].n) for a in self.agents],
-            generator=[torch.Generator().manual_seed(seed) for seed in seeds],
+        self.learner = PPO.for_env(
+            recipe.learner, self.env, self.agents, [torch.Generator().manual_seed(seed) for seed in seeds]
         )
         self.context = RunContext(
             recipe=recipe,

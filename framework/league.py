@@ -211,12 +211,7 @@ class TrainedOpponent:
     def __init__(self, *, run: RunContext, config: LearnerSpec, seed: int) -> None:
         self.run = run
         self.agents = list(run.agents)
-        self.ppo = PPO(
-            config=config,
-            obs_dims=[math.prod(run.env.observation_spaces[a].shape) for a in self.agents],
-            action_dims=[int(run.env.action_spaces[a].n) for a in self.agents],
-            generator=torch.Generator().manual_seed(seed),
-        )
+        self.ppo = PPO.for_env(config, run.env, self.agents, torch.Generator().manual_seed(seed))
         self.initial = copy.deepcopy(
             {"net": self.ppo.net.state_dict(), "optimizer": self.ppo.optimizer.state_dict()}
         )

@@ -145,12 +145,7 @@ class Training:
         self.agents = list(self.env.possible_agents)
         check_objectives(recipe, self.env, pm)
         learner_stream = torch.Generator().manual_seed(recipe.seed)
-        self.learner = PPO(
-            config=recipe.learner,
-            obs_dims=[math.prod(self.env.observation_spaces[a].shape) for a in self.agents],
-            action_dims=[int(self.env.action_spaces[a].n) for a in self.agents],
-            generator=learner_stream,
-        )
+        self.learner = PPO.for_env(recipe.learner, self.env, self.agents, learner_stream)
         self.context = RunContext(
             recipe=recipe,
             run_dir=self.run_dir,

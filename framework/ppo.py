@@ -34,12 +34,16 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from incentive.adam import Adam
 from incentive.recipe import LearnerSpec
+
+if TYPE_CHECKING:
+    from incentive.envs.base import BatchedEnv
 
 __all__ = ["PPO", "GroupedLinear", "compute_gae", "masked_mean", "ppo_loss", "unique_rows"]
 
@@ -433,6 +437,22 @@ class PPO:
         self.optimizer = Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
         padded = torch.tensor(action_dims)[:, None] > torch.arange(self.num_actions)
         self.padding_mask = None if padded.all() else padded  # [A, n]
+
+    @classmethod
+    def for_env(
+        cls,
+        config: LearnerSpec,
+        env: BatchedEnv,
+        agents: list[str],
+        generator: torch.Generator | list[torch.Generator],
+    ) -> PPO:
+        """A learner sized for `env`'s agents: each one's flattened observation and action count."""
+        return cls(
+            config=config,
+            obs_dims=[math.prod(env.observation_spaces[a].shape) for a in agents],
+            action_dims=[int(env.action_spaces[a].n) for a in agents],
+            generator=generator,
+        )
 
     # --- acting ----------------------------------------------------------
 
