@@ -100,6 +100,7 @@ __all__ = [
     "RandomPolicy",
     "SnapshotPolicy",
     "elo_update",
+    "exact_game",
     "pfsp_weights",
     "play_matches",
     "score_against_bot",
@@ -415,6 +416,11 @@ def score(result: torch.Tensor) -> float:
     return float(
         ((result[:, 0] > result[:, 1]).double() + 0.5 * (result[:, 0] == result[:, 1]).double()).mean()
     )
+
+
+def exact_game(env: Any) -> Any:
+    """The env's exact game model (a poker env's `PokerGame`: exploitability, exact payoffs), or None."""
+    return env.game if getattr(env, "game_name", "") else None
 
 
 def score_against_bot(
@@ -822,7 +828,7 @@ class PopulationSampler:
                     f"{recipe.source}: field 'opponents.params.evaluate_every': {where}.metric "
                     f"{objective.metric!r} is measured by periodic evaluations; set evaluate_every >= 1"
                 )
-            if "exploitability" in metric and not hasattr(run.env, "game_name"):
+            if "exploitability" in metric and exact_game(run.env) is None:
                 raise RecipeError(
                     f"{recipe.source}: field '{where}.metric': {objective.metric!r} is computed exactly for "
                     f"Kuhn and Leduc poker only, not for env {recipe.env.id!r}"
@@ -925,8 +931,8 @@ class PopulationSampler:
         """Exploitability (poker) and win rates against `eval_bots` (evaluation games, no training data)."""
         out: dict[str, float] = {}
         learner = run.learner
-        game = getattr(run.env, "game", None)
-        if game is not None and hasattr(run.env, "game_name"):
+        game = exact_game(run.env)
+        if game is not None:
             from incentive.exploitability import exploitability, mixture_exploitability, tabulate_seats
 
             live = SnapshotPolicy(learner, run.agents, 0)

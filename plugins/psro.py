@@ -46,7 +46,7 @@ from pydantic import Field
 from incentive.errors import RecipeError
 from incentive.exploitability import payoff_matrix
 from incentive.meta_solvers import meta_game_exploitability, solve
-from incentive.population import Member, PopulationParams, PopulationSampler, play_matches
+from incentive.population import Member, PopulationParams, PopulationSampler, exact_game, play_matches
 from incentive.types import RunContext
 
 __all__ = ["PSRO"]
@@ -95,7 +95,7 @@ class PSRO(PopulationSampler):
                 f"({len(run.agents)} agents, zero_sum={getattr(run.env, 'zero_sum', False)}); use 'rd' or "
                 f"'prd' (replicator dynamics) or 'uniform'"
             )
-        self.game = getattr(run.env, "game", None) if hasattr(run.env, "game_name") else None
+        self.game = exact_game(run.env)
         if self.params.payoffs == "exact" and self.game is None:
             raise RecipeError(
                 f"{run.recipe.source}: field 'opponents.params.payoffs': 'exact' needs an env with an exact "
