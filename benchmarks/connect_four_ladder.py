@@ -31,6 +31,7 @@ import torch
 
 from incentive import hookimpl
 from incentive.checkpoint import load_checkpoint
+from incentive.errors import IncentiveError
 from incentive.loop import Training
 from incentive.plugin_manager import make_plugin_manager
 from incentive.population import score_against_bot
@@ -90,11 +91,18 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=200)
     parser.add_argument("--max-depth", type=int, default=4)
     args = parser.parse_args()
+    if args.games < 2 or args.max_depth < 1:
+        parser.error(
+            f"--games must be at least 2 and --max-depth at least 1, got {args.games} and {args.max_depth}"
+        )
     torch.set_num_threads(1)
-    recipe = load_run_recipe(args.run_dir)
-    if recipe.env.id != "connect_four":
-        sys.exit(f"error: {args.run_dir}: env {recipe.env.id!r} is not connect_four")
-    state = load_checkpoint(args.run_dir / "checkpoint.pt")
+    try:
+        recipe = load_run_recipe(args.run_dir)
+        if recipe.env.id != "connect_four":
+            raise IncentiveError(f"{args.run_dir}: env {recipe.env.id!r} is not connect_four")
+        state = load_checkpoint(args.run_dir / "checkpoint.pt")
+    except IncentiveError as exc:
+        sys.exit(f"error: {exc}")
     with tempfile.TemporaryDirectory() as scratch:  # the learner is built as the run built it, elsewhere
         training = Training(recipe, run_dir=Path(scratch), pm=make_plugin_manager(recipe))
         training.learner.load_state_dict(state["learner"])

@@ -44,7 +44,7 @@ import torch
 
 from incentive import hookimpl
 from incentive.compare import comparison_rows, format_table, summarise
-from incentive.errors import StopRun
+from incentive.errors import IncentiveError, StopRun
 from incentive.recipe import load_recipe
 from incentive.results import Arm as RunsOfArm
 from incentive.results import RunData, load_run
@@ -607,11 +607,25 @@ def main() -> None:
     unknown = [name for name in args.experiments if name not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiment(s) {', '.join(unknown)}; available: {', '.join(EXPERIMENTS)}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.cpu_minutes is not None and not args.cpu_minutes > 0:
+        parser.error(f"--cpu-minutes must be positive, got {args.cpu_minutes}")
+    if args.arms:
+        labels = {arm.label for name in args.experiments for arm in EXPERIMENTS[name].arms}
+        missing = [label for label in args.arms if label not in labels]
+        if missing:
+            parser.error(
+                f"no arm {missing[0]!r} in {', '.join(args.experiments)}; arms: {', '.join(sorted(labels))}"
+            )
     out = Path(tempfile.mkdtemp(prefix="reproductions-"))
     print(f"runs in {out}", file=sys.stderr)
     for name in args.experiments:
         experiment = EXPERIMENTS[name]
-        results = run_experiment(name, experiment, args, out)
+        try:
+            results = run_experiment(name, experiment, args, out)
+        except IncentiveError as exc:  # a bad --set, say: the message names the field
+            sys.exit(f"error: {exc}")
         seeds = len(results[0].runs.runs) if results else 0
         print(f"\n## {name} ({seeds} seeds; IQM [95% CI] over seeds of each run's last 10% of iterations)")
         print(table(experiment, results), flush=True)
