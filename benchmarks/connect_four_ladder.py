@@ -102,7 +102,8 @@ def main() -> None:
             raise IncentiveError(f"{args.run_dir}: env {recipe.env.id!r} is not connect_four")
         state = load_checkpoint(args.run_dir / "checkpoint.pt")
     except IncentiveError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     with tempfile.TemporaryDirectory() as scratch:  # the learner is built as the run built it, elsewhere
         training = Training(recipe, run_dir=Path(scratch), pm=make_plugin_manager(recipe))
         training.learner.load_state_dict(state["learner"])

@@ -625,7 +625,8 @@ def main() -> None:
         try:
             results = run_experiment(name, experiment, args, out)
         except IncentiveError as exc:  # a bad --set, say: the message names the field
-            sys.exit(f"error: {exc}")
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
         seeds = len(results[0].runs.runs) if results else 0
         print(f"\n## {name} ({seeds} seeds; IQM [95% CI] over seeds of each run's last 10% of iterations)")
         print(table(experiment, results), flush=True)
