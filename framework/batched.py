@@ -38,7 +38,8 @@ What a batched run refuses (clear message, exit 2), because it would couple
 the trials or cannot be split by instance: curriculum and opponent plugins
 (`curriculum`, `opponents`), plugins implementing hooks other than set-up,
 shaping and their state (`incentive_collect_metrics`, `incentive_next_task`,
-...), held-out evaluation (`evaluate.every` > 0).
+...), held-out evaluation (`evaluate.every` > 0), a convolutional torso
+(`learner.conv_channels`).
 
 Pruned trials (a search with `--batch`) are dropped, not refilled: their
 instances, network groups and optimizer state leave the batch at the end
@@ -160,6 +161,11 @@ def check_batchable(recipe: Recipe, pm: pluggy.PluginManager) -> None:
         raise RecipeError(
             f"{recipe.source}: field 'evaluate.every': batched trials (--seeds, --batch) do not run "
             "held-out evaluation; set it to 0 or run the seeds one at a time"
+        )
+    if recipe.learner.conv_channels:
+        raise RecipeError(
+            f"{recipe.source}: field 'learner.conv_channels': batched trials (--seeds, --batch) run MLP "
+            "networks only; run the seeds one at a time"
         )
     names = {name for name, _ in recipe.plugin_specs()}
     for name in names:

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from incentive.adam import Adam
+from incentive.conv_torso import ConvTorso, image_shape
 from incentive.recipe import LearnerSpec
 
 if TYPE_CHECKING:
@@ -247,13 +248,40 @@ class ActorCritic(nn.Module):
         num_actions: int,
         hidden: list[int],
         generator: torch.Generator | list[torch.Generator],
+        image: tuple[int, int, int] | None = None,
+        conv_channels: list[int] | None = None,
+        conv_kernel: int = 3,
     ) -> None:
         super().__init__()
         self.trials = len(generator) if isinstance(generator, list) else 1
         self.groups = groups  # per trial
         total = groups * self.trials
-        self.actor = _mlp(total, [obs_dim, *hidden, num_actions], 0.01, generator)
-        self.critic = _mlp(total, [obs_dim, *hidden, 1], 1.0, generator)
+        self.actor = self._network(
+            total, obs_dim, hidden, num_actions, 0.01, generator, image, conv_channels, conv_kernel
+        )
+        self.critic = self._network(
+            total, obs_dim, hidden, 1, 1.0, generator, image, conv_channels, conv_kernel
+        )
+
+    @staticmethod
+    def _network(
+        groups: int,
+        obs_dim: int,
+        hidden: list[int],
+        out: int,
+        out_gain: float,
+        generator: torch.Generator | list[torch.Generator],
+        image: tuple[int, int, int] | None,
+        conv_channels: list[int] | None,
+        conv_kernel: int,
+    ) -> nn.Sequential:
+        """The MLP, behind a convolutional torso when `conv_channels` is given (one group only)."""
+        if not conv_channels:
+            return _mlp(groups, [obs_dim, *hidden, out], out_gain, generator)
+        if groups != 1 or isinstance(generator, list) or image is None:
+            raise ValueError("a convolutional torso needs one shared network, one trial and an image shape")
+        torso = ConvTorso(image, conv_channels, conv_kernel, obs_dim - math.prod(image), generator)
+        return nn.Sequential(torso, *_mlp(1, [torso.out_dim, *hidden, out], out_gain, generator))
 
     def _grouped(self, features: torch.Tensor) -> torch.Tensor:
         # [K*N, A, D] -> [K*G, rows, D]: per trial one group of N*A rows, or A groups of N rows.
@@ -403,6 +431,7 @@ class PPO:
         config: the recipe's learner section.
         obs_dims: flattened observation size of each agent.
         action_dims: number of actions of each agent.
+        image: [H, W, C] of every agent's observation, for `learner.conv_channels`.
         generator: the learner's random stream (init, sampling, minibatches);
             or a list of K streams: K independent trials in one learner
             (see the module docstring), acting on K*E instances.
@@ -416,6 +445,7 @@ class PPO:
         obs_dims: list[int],
         action_dims: list[int],
         generator: torch.Generator | list[torch.Generator],
+        image: tuple[int, int, int] | None = None,
     ) -> None:
         self.config = config
         self.generator = generator
@@ -433,6 +463,9 @@ class PPO:
             num_actions=self.num_actions,
             hidden=list(config.hidden_sizes),
             generator=generator,
+            image=image,
+            conv_channels=list(config.conv_channels),
+            conv_kernel=config.conv_kernel,
         )
         self.optimizer = Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
         padded = torch.tensor(action_dims)[:, None] > torch.arange(self.num_actions)
@@ -452,6 +485,7 @@ class PPO:
             obs_dims=[math.prod(env.observation_spaces[a].shape) for a in agents],
             action_dims=[int(env.action_spaces[a].n) for a in agents],
             generator=generator,
+            image=image_shape(env, agents) if config.conv_channels else None,
         )
 
     # --- acting ----------------------------------------------------------
