@@ -288,6 +288,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "connect_four_opponents": Experiment(
         arms=[
             Arm("PFSP (hard) + 35% self-play", "connect_four_pfsp.yaml"),
+            Arm("PFSP + 10% bot share", "connect_four_pfsp.yaml", ["opponents.params.bot_share=0.1"]),
             Arm(
                 "latest-only self-play",
                 "connect_four_pfsp.yaml",
