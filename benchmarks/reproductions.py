@@ -18,7 +18,8 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py --list
 
 Curricula (issue 10): `plr_navigation` (PLR vs uniform level sampling, mean
-test-level return, with its curve), `schedule_navigation` (6 x 6 rooms
+test-level return, with its curve; `plr_levels_gap` the same on 50 training
+levels, where uniform sampling has a generalisation gap), `schedule_navigation` (6 x 6 rooms
 after a 4 x 4 stage vs directly: env steps until the success rate on 6 x 6
 rooms reaches the threshold), `annealing_ipd` and
 `annealing_cleanup` (reward sharing s annealed 1 -> 0 vs s = 0 vs s = 1:
