@@ -74,7 +74,7 @@ class NavigationParams(EnvParams):
     wall_density: float = Field(0.5, ge=0, le=1, description="Chance that a candidate column is a wall.")
     max_steps: int = Field(40, ge=1, description="Steps before an episode is truncated.")
     time_penalty: float = Field(
-        0.0, ge=0, le=1, description="Success at step t pays 1 - time_penalty * t / max_steps (MiniGrid: 0.9)."
+        0.0, ge=0, le=1, description="Success on step t pays 1 - time_penalty * t / max_steps (MiniGrid 0.9)."
     )
     levels: LevelRanges = Field(default_factory=LevelRanges, description="Training and held-out test levels.")
 
