@@ -15,6 +15,7 @@ from incentive.cli import main
 from incentive.compare import comparison_table, improvement
 from incentive.errors import IncentiveError
 from incentive.plots import figure_size
+from incentive.recipe import load_recipe
 from incentive.results import RunData, expand_run_dirs, group_runs, load_run, load_runs
 
 BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "reproductions.py"
@@ -239,3 +240,21 @@ def test_reproductions_windows_curves_and_conditional_crossings_by_hand(tmp_path
     assert reproductions.first_crossing(lines_, "x", 2.0) == (200, 2)
     assert reproductions.first_crossing(lines_, "x", 2.0, when=("stage", 1.0)) == (500, 5)
     assert reproductions.first_crossing(lines_, "x", 20.0, when=("stage", 1.0)) is None
+
+
+def test_every_reproduction_arm_loads_as_a_recipe_and_plr_arms_share_their_budget():
+    reproductions = load_reproductions()
+    for name, experiment in reproductions.EXPERIMENTS.items():
+        recipes = [load_recipe(reproductions.RECIPES / arm.recipe, arm.overrides) for arm in experiment.arms]
+        if name.startswith("plr_"):  # equal steps and the same levels in every arm
+            assert len({r.train.total_steps for r in recipes}) == 1, name
+            assert len({str(r.env.params["levels"]) for r in recipes}) == 1, name
+    gap = [
+        load_recipe(reproductions.RECIPES / arm.recipe, arm.overrides)
+        for arm in reproductions.EXPERIMENTS["plr_levels_gap"].arms
+    ]
+    assert gap[0].env.params["levels"] == {"train": "0-49", "test": "10000-10999"}
+    assert gap[0].train.total_steps == 400_000 and gap[0].curriculum is None
+    official = gap[1].curriculum.params
+    assert (official["temperature"], official["staleness_coef"]) == (0.1, 0.1)
+    assert official["strategy"] == "value_l1" and gap[2].curriculum.params["temperature"] == 1.0
