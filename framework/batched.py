@@ -397,6 +397,7 @@ class BatchedTraining(Training):
         self.steps_per_iteration = recipe.learner.rollout_steps * e
         self.num_iterations = max(1, math.ceil(recipe.train.total_steps / self.steps_per_iteration))
         self.ts = self._reset_env()
+        self._features: TrialMajorBuffer | None = None
         a = len(self.agents)
         self.seats = torch.full((self.env.num_envs, a), LEARNER, dtype=torch.long)
         self.next_seats = self.seats.clone()
@@ -427,6 +428,18 @@ class BatchedTraining(Training):
             if on is not None:
                 terms[name] = torch.where(on[:, None], value, torch.zeros((), dtype=value.dtype))
         return terms
+
+    def _features_buffer(self, steps: int, e: int, a: int, d: int) -> TrialMajorBuffer:
+        """The rollout's features, stored trial-major and kept from one iteration to the next.
+
+        The largest rollout tensor (K*T*E*A*D floats, 130 MB for 16 Cleanup 7x7 trials): stored
+        as the update reads it, there is no [T, K*E] -> [K, T*E] copy, and reused, its pages are
+        not faulted in afresh every iteration.
+        """
+        shape = (self.trials, steps, self.envs_per_trial, a, d)
+        if self._features is None or tuple(self._features.data.shape) != shape:
+            self._features = TrialMajorBuffer(torch.empty(shape))
+        return self._features
 
     def _reset_env(self) -> TimeStep:
         """Reset all K*E instances, trial k's instance e seeded S_k + e (as a lone run seeds it)."""
@@ -490,7 +503,7 @@ class BatchedTraining(Training):
 
         losses = self.learner.update_trials(
             Batch(
-                features=per_trial(buffers["features"]),
+                features=buffers["features"].per_trial(),
                 action_mask=per_trial(buffers["action_mask"]),
                 actions=per_trial(buffers["actions"]),
                 logprobs=per_trial(buffers["logprobs"]),
@@ -685,6 +698,26 @@ class BatchedTraining(Training):
         for file, lines in zip(self.perf_files, state["perf_lines"], strict=True):
             file.truncate(lines)
         return state["iteration"]
+
+
+class TrialMajorBuffer:
+    """A rollout buffer indexed like [T, K*E, ...] but stored as [K, T, E, ...] (`data`).
+
+    `buffer[t] = x` writes step t of every instance; `per_trial()` is the [K, T*E, ...]
+    view the learner's update reads, each trial's samples contiguous and in a lone run's order.
+    """
+
+    def __init__(self, data: torch.Tensor) -> None:
+        self.data = data
+
+    def __setitem__(self, t: int, value: torch.Tensor) -> None:
+        k, _, e, *rest = self.data.shape
+        self.data[:, t] = value.view(k, e, *rest)
+
+    def per_trial(self) -> torch.Tensor:
+        """[K, T*E, ...] without a copy."""
+        k, t, e, *rest = self.data.shape
+        return self.data.view(k, t * e, *rest)
 
 
 class _CannotCut(Exception):
