@@ -49,6 +49,28 @@ networks and env slice would need a reset mid-run; dropping keeps every
 trial a plain run from start to end. When every trial of a batch is
 pruned, the batch ends.
 
+Speed, and why there is one (exact) mode: a profile of 16 Cleanup 7x7
+trials (`torch.profiler`, 5 iterations) puts the matmuls (addmm forward, mm
+backward) and tanh at about half of the CPU time, and most of the rest in
+per-row work (copying features, hashing rows for the update's
+deduplication, gathering minibatches). All of it is per trial: trial k's
+rows through trial k's weights, the same arithmetic batched or alone, at
+the CPU's matmul speed (about 40-50 GFLOP/s on one core here). What K trials
+can share is per-operation overhead, which is large for the IPD's tiny
+networks and small for Cleanup's 326 -> 64 -> 64 layers: so Cleanup's
+speed-up flattens early (numbers in the README). One bmm for the K shared
+networks (another summation order, so not bytes) would not change that:
+`benchmarks/batched_trials.py --kernels` times it at the addmm calls'
+GFLOP/s at the update's sizes and about a third faster only at the
+rollout's small ones, a few percent of a run. So there is no fast mode:
+`incentive run --seeds` and `incentive search --batch` both run the exact
+path, where every trial gets the metrics (and the objective) it gets alone.
+What was K-dependent overhead is gone: the K trials' weight gradients are
+gathered by one `unbind` per layer (K `weight[k]` selects cost O(K^2) in the
+backward), and the rollout's features are stored trial-major in a buffer
+kept across iterations (`TrialMajorBuffer`: no [T, K*E] -> [K, T*E] copy of
+the largest tensor, no fresh pages every iteration).
+
 Checkpoints: one batch checkpoint (`batch_checkpoint.pt`) in the first
 seed's run directory holds every trial; every seed's directory has
 `batch.yaml` naming the batch, and `incentive run --resume` of any of them

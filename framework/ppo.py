@@ -175,8 +175,14 @@ class GroupedLinear(nn.Module):
     K trials of one-group (shared) networks run as K addmm calls, not one
     bmm: bmm's kernels sum in another order than addmm's for some shapes
     (one output: gemv against gemm; weight gradients at 5-9 outputs), and a
-    trial must compute bit for bit what it computes alone. Per-agent groups
-    are bmm alone as batched, so K*A groups stay one bmm (tested equal).
+    trial must compute bit for bit what it computes alone. One bmm would not
+    be faster either: at the update's sizes it runs at the addmm calls'
+    GFLOP/s, it saves a few percent of a run only at the rollout's small
+    ones (`benchmarks/batched_trials.py --kernels`). Per-agent groups are bmm
+    alone as batched, so K*A groups stay one bmm (tested equal). The K groups
+    are cut by one `unbind` per layer, so the backward gathers their
+    gradients in one stack (K `weight[k]` selects would each scatter into a
+    zero [K, ...] tensor, summed K times: O(K^2)).
 
     Args:
         groups: G.
