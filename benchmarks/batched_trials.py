@@ -22,6 +22,14 @@ K trials, until the work per operation dominates (the curve flattens).
     nice -n 10 python benchmarks/batched_trials.py                       # all envs, K = 1 2 4 8 16 32
     nice -n 10 python benchmarks/batched_trials.py --envs cleanup --k 1 16 --steps 300000
     nice -n 10 python benchmarks/batched_trials.py --envs ipd --k 1 4 --steps 20000 --check
+    nice -n 10 python benchmarks/batched_trials.py --kernels                # addmm per trial vs one bmm
+
+`--kernels` answers whether a batched matmul (bmm, which sums in another
+order and so would break the byte identity) would buy speed: it times
+Cleanup 7x7's first layer (326 -> 64, the largest) for K = 16 trials as K
+addmm calls (what batched trials run) and as one bmm, at the rollout's
+rows per trial (E x A = 128) and the update's (a minibatch, 1600), and
+prints the GFLOP/s of each.
 """
 
 from __future__ import annotations
@@ -81,6 +89,31 @@ def batched(env: str, steps: int, seeds: list[int], log_dir: Path) -> tuple[floa
     return time.process_time() - started, dirs
 
 
+def kernels(trials: int = 16, repeats: int = 20) -> None:
+    """Print CPU time and GFLOP/s of K per-trial addmm calls against one bmm, at Cleanup 7x7's layer 1."""
+    generator = torch.Generator().manual_seed(0)
+    d_in, d_out = 326, 64
+    weight = torch.randn(trials, d_out, d_in, generator=generator)
+    bias = torch.zeros(trials, d_out)
+    print(f"{'rows/trial':>10} {'K':>3} {'kernel':<16} {'ms':>8} {'GFLOP/s':>8}")
+    for rows in (128, 1600):
+        x = (torch.rand(trials, rows, d_in, generator=generator) < 0.2).float()
+        flops = 2 * trials * rows * d_in * d_out
+        runs = {
+            "addmm per trial": lambda x=x: [
+                torch.nn.functional.linear(x[k], weight[k], bias[k]) for k in range(trials)
+            ],
+            "one bmm": lambda x=x: torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2)),
+        }
+        for name, run in runs.items():
+            run()
+            started = time.process_time()
+            for _ in range(repeats):
+                run()
+            seconds = (time.process_time() - started) / repeats
+            print(f"{rows:>10} {trials:>3} {name:<16} {seconds * 1e3:>8.2f} {flops / seconds / 1e9:>8.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,8 +127,14 @@ def main() -> None:
         "--lone", type=int, default=2, help="lone runs timed to estimate one-at-a-time cost (default: 2)"
     )
     parser.add_argument("--check", action="store_true", help="assert batched metrics == lone metrics")
+    parser.add_argument(
+        "--kernels", action="store_true", help="only time K addmm calls against one bmm (see above)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.kernels:
+        kernels()
+        return
     print(
         f"{'env':<10} {'K':>3} {'steps':>8} {'lone s/design':>14} {'batched s':>10} "
         f"{'s/design':>9} {'designs/CPU-h lone':>19} {'batched':>8} {'speed-up':>9}"

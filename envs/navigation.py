@@ -9,7 +9,8 @@
 |              | a stay; agents may share a cell (no collisions)                           |
 | observation  | Box(0, 1, (4 * S * S,)) float32, S = max_size + 2: planes wall, goal,     |
 |              | self, other agents (count, clipped to 1), row-major                       |
-| reward       | +1 to every agent on the step every goal cell holds an agent, else 0      |
+| reward       | 1 - `time_penalty` * t / `max_steps` to every agent on the step t (1, 2,  |
+|              | ...) on which every goal cell holds an agent, else 0 (default: +1)        |
 | episode      | terminated on that success; truncated after `max_steps` steps             |
 
 Levels: a layout is a pure function of its integer level id (0 to 2^31 - 1)
@@ -23,6 +24,13 @@ and the map parameters, the same in every instance and every run:
 - the N agents start at random cells of the leftmost room; the N goal cells
   form a vertical line at a random place in the rightmost room (the team
   succeeds when every goal cell is covered, which needs every agent there).
+
+The reward is sparse: an episode pays once, on success. `time_penalty` (0 by
+default) makes a faster success pay more, as MiniGrid's `1 - 0.9 * t / max_steps`
+(Chevalier-Boisvert et al.; the reward of PLR's MiniGrid runs) with
+`time_penalty: 0.9`: the return then says how quickly a level is solved,
+not only whether, so it varies across episodes of a level the learner solves
+slowly or sometimes.
 
 `level_difficulty(levels)` rates a level by its number of walls (doors to
 pass). `env.params.levels` holds the training levels (`train`) and the
@@ -65,6 +73,9 @@ class NavigationParams(EnvParams):
     max_size: int = Field(9, ge=4, le=25, description="Largest interior side n a level may have.")
     wall_density: float = Field(0.5, ge=0, le=1, description="Chance that a candidate column is a wall.")
     max_steps: int = Field(40, ge=1, description="Steps before an episode is truncated.")
+    time_penalty: float = Field(
+        0.0, ge=0, le=1, description="Success on step t pays 1 - time_penalty * t / max_steps (MiniGrid 0.9)."
+    )
     levels: LevelRanges = Field(default_factory=LevelRanges, description="Training and held-out test levels.")
 
     @model_validator(mode="after")
@@ -240,7 +251,8 @@ class Navigation(BatchedEnv):
         success = covered.all(1)
         self.t = self.t + 1
         truncated = (self.t >= self.params.max_steps) & ~success
-        reward = success[:, None].float().expand(e, self.num_agents).clone()
+        pay = 1.0 - self.params.time_penalty * self.t.double() / self.params.max_steps
+        reward = torch.where(success, pay, 0.0).float()[:, None].expand(e, self.num_agents).clone()
         info = {"success": success.float(), "episode_length": torch.ones(e)}
         done = success | truncated
         final_obs = None

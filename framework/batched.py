@@ -38,7 +38,8 @@ What a batched run refuses (clear message, exit 2), because it would couple
 the trials or cannot be split by instance: curriculum and opponent plugins
 (`curriculum`, `opponents`), plugins implementing hooks other than set-up,
 shaping and their state (`incentive_collect_metrics`, `incentive_next_task`,
-...), held-out evaluation (`evaluate.every` > 0).
+...), held-out evaluation (`evaluate.every` > 0), a convolutional torso
+(`learner.conv_channels`).
 
 Pruned trials (a search with `--batch`) are dropped, not refilled: their
 instances, network groups and optimizer state leave the batch at the end
@@ -48,6 +49,28 @@ that trial late, on a batch whose iteration count is already fixed, and its
 networks and env slice would need a reset mid-run; dropping keeps every
 trial a plain run from start to end. When every trial of a batch is
 pruned, the batch ends.
+
+Speed, and why there is one (exact) mode: a profile of 16 Cleanup 7x7
+trials (`torch.profiler`, 5 iterations) puts the matmuls (addmm forward, mm
+backward) and tanh at about half of the CPU time, and most of the rest in
+per-row work (copying features, hashing rows for the update's
+deduplication, gathering minibatches). All of it is per trial: trial k's
+rows through trial k's weights, the same arithmetic batched or alone, at
+the CPU's matmul speed (about 40-50 GFLOP/s on one core here). What K trials
+can share is per-operation overhead, which is large for the IPD's tiny
+networks and small for Cleanup's 326 -> 64 -> 64 layers: so Cleanup's
+speed-up flattens early (numbers in the README). One bmm for the K shared
+networks (another summation order, so not bytes) would not change that:
+`benchmarks/batched_trials.py --kernels` times it at the addmm calls'
+GFLOP/s at the update's sizes and about a third faster only at the
+rollout's small ones, a few percent of a run. So there is no fast mode:
+`incentive run --seeds` and `incentive search --batch` both run the exact
+path, where every trial gets the metrics (and the objective) it gets alone.
+What was K-dependent overhead is gone: the K trials' weight gradients are
+gathered by one `unbind` per layer (K `weight[k]` selects cost O(K^2) in the
+backward), and the rollout's features are stored trial-major in a buffer
+kept across iterations (`TrialMajorBuffer`: no [T, K*E] -> [K, T*E] copy of
+the largest tensor, no fresh pages every iteration).
 
 Checkpoints: one batch checkpoint (`batch_checkpoint.pt`) in the first
 seed's run directory holds every trial; every seed's directory has
@@ -160,6 +183,11 @@ def check_batchable(recipe: Recipe, pm: pluggy.PluginManager) -> None:
         raise RecipeError(
             f"{recipe.source}: field 'evaluate.every': batched trials (--seeds, --batch) do not run "
             "held-out evaluation; set it to 0 or run the seeds one at a time"
+        )
+    if recipe.learner.conv_channels:
+        raise RecipeError(
+            f"{recipe.source}: field 'learner.conv_channels': batched trials (--seeds, --batch) run MLP "
+            "networks only; run the seeds one at a time"
         )
     names = {name for name, _ in recipe.plugin_specs()}
     for name in names:
@@ -397,6 +425,7 @@ class BatchedTraining(Training):
         self.steps_per_iteration = recipe.learner.rollout_steps * e
         self.num_iterations = max(1, math.ceil(recipe.train.total_steps / self.steps_per_iteration))
         self.ts = self._reset_env()
+        self._features: TrialMajorBuffer | None = None
         a = len(self.agents)
         self.seats = torch.full((self.env.num_envs, a), LEARNER, dtype=torch.long)
         self.next_seats = self.seats.clone()
@@ -427,6 +456,18 @@ class BatchedTraining(Training):
             if on is not None:
                 terms[name] = torch.where(on[:, None], value, torch.zeros((), dtype=value.dtype))
         return terms
+
+    def _features_buffer(self, steps: int, e: int, a: int, d: int) -> TrialMajorBuffer:
+        """The rollout's features, stored trial-major and kept from one iteration to the next.
+
+        The largest rollout tensor (K*T*E*A*D floats, 130 MB for 16 Cleanup 7x7 trials): stored
+        as the update reads it, there is no [T, K*E] -> [K, T*E] copy, and reused, its pages are
+        not faulted in afresh every iteration.
+        """
+        shape = (self.trials, steps, self.envs_per_trial, a, d)
+        if self._features is None or tuple(self._features.data.shape) != shape:
+            self._features = TrialMajorBuffer(torch.empty(shape))
+        return self._features
 
     def _reset_env(self) -> TimeStep:
         """Reset all K*E instances, trial k's instance e seeded S_k + e (as a lone run seeds it)."""
@@ -490,7 +531,7 @@ class BatchedTraining(Training):
 
         losses = self.learner.update_trials(
             Batch(
-                features=per_trial(buffers["features"]),
+                features=buffers["features"].per_trial(),
                 action_mask=per_trial(buffers["action_mask"]),
                 actions=per_trial(buffers["actions"]),
                 logprobs=per_trial(buffers["logprobs"]),
@@ -685,6 +726,26 @@ class BatchedTraining(Training):
         for file, lines in zip(self.perf_files, state["perf_lines"], strict=True):
             file.truncate(lines)
         return state["iteration"]
+
+
+class TrialMajorBuffer:
+    """A rollout buffer indexed like [T, K*E, ...] but stored as [K, T, E, ...] (`data`).
+
+    `buffer[t] = x` writes step t of every instance; `per_trial()` is the [K, T*E, ...]
+    view the learner's update reads, each trial's samples contiguous and in a lone run's order.
+    """
+
+    def __init__(self, data: torch.Tensor) -> None:
+        self.data = data
+
+    def __setitem__(self, t: int, value: torch.Tensor) -> None:
+        k, _, e, *rest = self.data.shape
+        self.data[:, t] = value.view(k, e, *rest)
+
+    def per_trial(self) -> torch.Tensor:
+        """[K, T*E, ...] without a copy."""
+        k, t, e, *rest = self.data.shape
+        return self.data.view(k, t * e, *rest)
 
 
 class _CannotCut(Exception):

@@ -313,7 +313,7 @@ class Training:
         e, a = self.env.num_envs, len(self.agents)
         feature_dim = self.learner.feature_dim
         buf: dict[str, Any] = {
-            "features": torch.empty(steps, e, a, feature_dim),
+            "features": self._features_buffer(steps, e, a, feature_dim),
             "actions": torch.empty(steps, e, a, dtype=torch.long),
             "logprobs": torch.empty(steps, e, a),
             "values": torch.empty(steps, e, a),
@@ -383,6 +383,10 @@ class Training:
             self._account(nxt, incentive, terms, buf["finished"])
             self.ts = nxt
         return buf
+
+    def _features_buffer(self, steps: int, e: int, a: int, d: int) -> torch.Tensor:
+        """Where the rollout stores its features: `buffer[t] = features` ([E, A, D]) for each step t."""
+        return torch.empty(steps, e, a, d)
 
     def _set_task(self, plugin: str, task: dict[str, torch.Tensor]) -> None:
         at_start = self.context.global_step == 0  # every instance is at an episode boundary

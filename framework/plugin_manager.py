@@ -206,6 +206,7 @@ def make_plugin_manager(recipe: Recipe | None = None) -> pluggy.PluginManager:
             pm.register(instance, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
             raise PluginError(name, "register", str(exc)) from exc
+        refuse_wrappers(pm, instance, name)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -213,8 +214,38 @@ def make_plugin_manager(recipe: Recipe | None = None) -> pluggy.PluginManager:
     return pm
 
 
+def refuse_wrappers(pm: pluggy.PluginManager, instance: object, name: str) -> None:
+    """Every hook is a plain call whose result carries its plugin's name: no hook wrappers."""
+    for caller in pm.get_hookcallers(instance) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is instance and (impl.hookwrapper or impl.wrapper):
+                raise PluginError(
+                    name,
+                    "register",
+                    f"its {caller.name} is a hook wrapper (hookwrapper=True or wrapper=True); incentive "
+                    "calls hooks one plugin at a time, so drop that option (tryfirst/trylast set the order)",
+                )
+
+
+def call_order(impls: list[pluggy.HookImpl]) -> list[pluggy.HookImpl]:
+    """Implementations in the order `Hooks` calls them: `tryfirst` ones, the rest, `trylast` ones.
+
+    Within each group, registration (recipe) order. pluggy's own list keeps
+    `trylast` at the front and `tryfirst` at the back, because pluggy calls
+    it from the back; read front to back, as `Hooks` does, the markers would
+    be inverted.
+    """
+    first = [impl for impl in impls if impl.tryfirst]
+    last = [impl for impl in impls if impl.trylast]
+    middle = [impl for impl in impls if not impl.tryfirst and not impl.trylast]
+    return first + middle + last
+
+
 class Hooks:
     """Calls hooks one plugin at a time, in recipe order, so errors and results carry names.
+
+    `tryfirst` and `trylast` move an implementation to the front or the back
+    (`call_order`). Hook wrappers are refused at registration (`refuse_wrappers`).
 
     Args:
         pm: the run's plugin manager.
@@ -223,6 +254,9 @@ class Hooks:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
+
+    def _impls(self, hook: str) -> list[pluggy.HookImpl]:
+        return call_order(getattr(self.pm.hook, hook).get_hookimpls())
 
     def _invoke(self, impl: pluggy.HookImpl, hook: str, kwargs: dict[str, Any]) -> Any:
         try:
@@ -239,12 +273,11 @@ class Hooks:
             PluginError: an implementation raised; names the plugin and hook.
 
         """
-        impls = getattr(self.pm.hook, hook).get_hookimpls()
-        return [(impl.plugin_name, self._invoke(impl, hook, kwargs)) for impl in impls]
+        return [(impl.plugin_name, self._invoke(impl, hook, kwargs)) for impl in self._impls(hook)]
 
     def first(self, hook: str, **kwargs: Any) -> tuple[str | None, Any]:
         """The first non-None result and its plugin's name, or (None, None)."""
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+        for impl in self._impls(hook):
             result = self._invoke(impl, hook, kwargs)
             if result is not None:
                 return impl.plugin_name, result

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from incentive.adam import Adam
+from incentive.conv_torso import ConvTorso, image_shape
 from incentive.recipe import LearnerSpec
 
 if TYPE_CHECKING:
@@ -162,6 +163,10 @@ def ppo_loss(
     return loss, stats
 
 
+Unbound = tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]
+"""A `GroupedLinear`'s (weights, biases), one view per group."""
+
+
 class GroupedLinear(nn.Module):
     """G independent linear layers applied as one batched matmul.
 
@@ -171,8 +176,14 @@ class GroupedLinear(nn.Module):
     K trials of one-group (shared) networks run as K addmm calls, not one
     bmm: bmm's kernels sum in another order than addmm's for some shapes
     (one output: gemv against gemm; weight gradients at 5-9 outputs), and a
-    trial must compute bit for bit what it computes alone. Per-agent groups
-    are bmm alone as batched, so K*A groups stay one bmm (tested equal).
+    trial must compute bit for bit what it computes alone. One bmm would not
+    be faster either: at the update's sizes it runs at the addmm calls'
+    GFLOP/s, it saves a few percent of a run only at the rollout's small
+    ones (`benchmarks/batched_trials.py --kernels`). Per-agent groups are bmm
+    alone as batched, so K*A groups stay one bmm (tested equal). The K groups
+    are cut by one `unbind` per layer, so the backward gathers their
+    gradients in one stack (K `weight[k]` selects would each scatter into a
+    zero [K, ...] tensor, summed K times: O(K^2)).
 
     Args:
         groups: G.
@@ -206,10 +217,19 @@ class GroupedLinear(nn.Module):
         if self.weight.shape[0] == 1:
             return nn.functional.linear(x, self.weight[0], self.bias[0])
         if self.weight.shape[0] == self.trials:  # one shared network per trial: addmm each (see above)
-            return torch.cat(
-                [nn.functional.linear(x[k : k + 1], self.weight[k], self.bias[k]) for k in range(self.trials)]
+            # unbind, not weight[k]: autograd then stacks the K gradients once, where K selects
+            # would each scatter into a zero [K, ...] tensor and sum them (O(K^2) memory traffic)
+            return torch.stack(
+                [
+                    nn.functional.linear(rows, weight, bias)
+                    for rows, weight, bias in zip(x.unbind(0), *self.unbound(), strict=True)
+                ]
             )
         return torch.bmm(x, self.weight.transpose(1, 2)) + self.bias[:, None, :]
+
+    def unbound(self) -> Unbound:
+        """(weights, biases) of every group as views, cut in one autograd node each."""
+        return self.weight.unbind(0), self.bias.unbind(0)
 
 
 def _mlp(
@@ -222,11 +242,27 @@ def _mlp(
     return nn.Sequential(*layers)
 
 
-def group_forward(mlp: nn.Sequential, x: torch.Tensor, group: int) -> torch.Tensor:
-    """One group's MLP on [1, N, d_in]: the ops a one-group network runs, with group `group`'s weights."""
-    for layer in mlp:
-        if isinstance(layer, GroupedLinear):
-            x = nn.functional.linear(x, layer.weight[group], layer.bias[group])
+def unbound_layers(mlp: nn.Sequential) -> list[Unbound | None]:
+    """Per layer of `mlp`, `GroupedLinear.unbound()` (None for activations): cut once, used by every group."""
+    return [layer.unbound() if isinstance(layer, GroupedLinear) else None for layer in mlp]
+
+
+def group_forward(
+    mlp: nn.Sequential,
+    x: torch.Tensor,
+    group: int,
+    layers: list[Unbound | None] | None = None,
+) -> torch.Tensor:
+    """One group's MLP on [1, N, d_in]: the ops a one-group network runs, with group `group`'s weights.
+
+    `layers` (from `unbound_layers`) lets K calls share one unbind per layer, so the backward
+    gathers the K groups' gradients in one stack instead of K scatters into zero tensors.
+    """
+    layers = layers or unbound_layers(mlp)
+    for layer, cut in zip(mlp, layers, strict=True):
+        if cut is not None:
+            weights, biases = cut
+            x = nn.functional.linear(x, weights[group], biases[group])
         else:
             x = layer(x)
     return x
@@ -247,13 +283,40 @@ class ActorCritic(nn.Module):
         num_actions: int,
         hidden: list[int],
         generator: torch.Generator | list[torch.Generator],
+        image: tuple[int, int, int] | None = None,
+        conv_channels: list[int] | None = None,
+        conv_kernel: int = 3,
     ) -> None:
         super().__init__()
         self.trials = len(generator) if isinstance(generator, list) else 1
         self.groups = groups  # per trial
         total = groups * self.trials
-        self.actor = _mlp(total, [obs_dim, *hidden, num_actions], 0.01, generator)
-        self.critic = _mlp(total, [obs_dim, *hidden, 1], 1.0, generator)
+        self.actor = self._network(
+            total, obs_dim, hidden, num_actions, 0.01, generator, image, conv_channels, conv_kernel
+        )
+        self.critic = self._network(
+            total, obs_dim, hidden, 1, 1.0, generator, image, conv_channels, conv_kernel
+        )
+
+    @staticmethod
+    def _network(
+        groups: int,
+        obs_dim: int,
+        hidden: list[int],
+        out: int,
+        out_gain: float,
+        generator: torch.Generator | list[torch.Generator],
+        image: tuple[int, int, int] | None,
+        conv_channels: list[int] | None,
+        conv_kernel: int,
+    ) -> nn.Sequential:
+        """The MLP, behind a convolutional torso when `conv_channels` is given (one group only)."""
+        if not conv_channels:
+            return _mlp(groups, [obs_dim, *hidden, out], out_gain, generator)
+        if groups != 1 or isinstance(generator, list) or image is None:
+            raise ValueError("a convolutional torso needs one shared network, one trial and an image shape")
+        torso = ConvTorso(image, conv_channels, conv_kernel, obs_dim - math.prod(image), generator)
+        return nn.Sequential(torso, *_mlp(1, [torso.out_dim, *hidden, out], out_gain, generator))
 
     def _grouped(self, features: torch.Tensor) -> torch.Tensor:
         # [K*N, A, D] -> [K*G, rows, D]: per trial one group of N*A rows, or A groups of N rows.
@@ -317,8 +380,9 @@ def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         generator = torch.Generator().manual_seed(d)
         weights = torch.randint(-(2**62), 2**62, (d,), generator=generator, dtype=torch.int64) | 1
         _HASH_WEIGHTS[d] = weights
-    bits = rows.contiguous().view(torch.int32).to(torch.int64)
-    keys = (bits * weights).sum(1)
+    # int64 arithmetic wraps (mod 2^64), so the keys are exact in any summation order: one
+    # matrix-vector product, not an [M, D] int64 product and a sum
+    keys = rows.contiguous().view(torch.int32).to(torch.int64) @ weights
     distinct_keys, inverse = torch.unique(keys, return_inverse=True)
     first = torch.zeros(len(distinct_keys), dtype=torch.int64).scatter_(0, inverse, torch.arange(m))
     distinct = rows[first]
@@ -403,6 +467,7 @@ class PPO:
         config: the recipe's learner section.
         obs_dims: flattened observation size of each agent.
         action_dims: number of actions of each agent.
+        image: [H, W, C] of every agent's observation, for `learner.conv_channels`.
         generator: the learner's random stream (init, sampling, minibatches);
             or a list of K streams: K independent trials in one learner
             (see the module docstring), acting on K*E instances.
@@ -416,6 +481,7 @@ class PPO:
         obs_dims: list[int],
         action_dims: list[int],
         generator: torch.Generator | list[torch.Generator],
+        image: tuple[int, int, int] | None = None,
     ) -> None:
         self.config = config
         self.generator = generator
@@ -433,6 +499,9 @@ class PPO:
             num_actions=self.num_actions,
             hidden=list(config.hidden_sizes),
             generator=generator,
+            image=image,
+            conv_channels=list(config.conv_channels),
+            conv_kernel=config.conv_kernel,
         )
         self.optimizer = Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
         padded = torch.tensor(action_dims)[:, None] > torch.arange(self.num_actions)
@@ -452,6 +521,7 @@ class PPO:
             obs_dims=[math.prod(env.observation_spaces[a].shape) for a in agents],
             action_dims=[int(env.action_spaces[a].n) for a in agents],
             generator=generator,
+            image=image_shape(env, agents) if config.conv_channels else None,
         )
 
     # --- acting ----------------------------------------------------------
@@ -462,7 +532,9 @@ class PPO:
         e = flat[0].shape[0]
         if all(f.shape[1] == self.feature_dim for f in flat):
             return torch.stack(flat, 1)
-        out = torch.zeros(e, self.num_agents, self.feature_dim)
+        padded = any(f.shape[1] != max(self.obs_dims) for f in flat)
+        # zero-filled only when some observation is padded: every other entry is written below
+        out = (torch.zeros if padded else torch.empty)(e, self.num_agents, self.feature_dim)
         for i, f in enumerate(flat):
             out[:, i, : f.shape[1]] = f
         if self.config.share_parameters:
@@ -570,18 +642,19 @@ class PPO:
             chosen = _take(features, idx)
             return self.net.trial_logits(chosen), self.net.trial_value(chosen)
         # some trial has few distinct observations: each trial runs the lone learner's ops
+        actor, critic = unbound_layers(self.net.actor), unbound_layers(self.net.critic)
         logits, values = [], []
         for trial in range(k):
             if distinct[trial] is None:
                 rows = features[trial, idx[trial]].reshape(1, m * a, -1)
-                logits.append(group_forward(self.net.actor, rows, trial).view(m, a, -1))
-                values.append(group_forward(self.net.critic, rows, trial).view(m, a))
+                logits.append(group_forward(self.net.actor, rows, trial, actor).view(m, a, -1))
+                values.append(group_forward(self.net.critic, rows, trial, critic).view(m, a))
             else:
                 # each distinct observation goes through the networks once; rows gather the results
                 rows, where = torch.unique(distinct[trial][1][idx[trial]], return_inverse=True)
                 unique = distinct[trial][0][rows].unsqueeze(0)
-                logits.append(group_forward(self.net.actor, unique, trial)[0][where])
-                values.append(group_forward(self.net.critic, unique, trial)[0, :, 0][where])
+                logits.append(group_forward(self.net.actor, unique, trial, actor)[0][where])
+                values.append(group_forward(self.net.critic, unique, trial, critic)[0, :, 0][where])
         return torch.stack(logits), torch.stack(values)
 
     def _minibatch_step(

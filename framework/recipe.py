@@ -138,6 +138,13 @@ class LearnerSpec(Strict):
     hidden_sizes: list[Annotated[int, Field(ge=1, le=2**20)]] = Field(
         [64, 64], max_length=64, description="Hidden layer widths of the actor and critic MLPs."
     )
+    conv_channels: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+        [],
+        max_length=8,
+        description="Channels of the convolutions run on [H, W, C] observations before the MLP "
+        "(empty: none; see incentive.conv_torso).",
+    )
+    conv_kernel: int = Field(3, ge=1, le=16, description="Square kernel of those convolutions (no padding).")
     dedup_observations: bool = Field(
         True,
         description="In the update, run each distinct observation through the shared network once "

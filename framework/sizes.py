@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
+from incentive.conv_torso import check_conv
 from incentive.envs.base import BatchedEnv
 from incentive.errors import RecipeError
 from incentive.recipe import Recipe
@@ -156,6 +157,7 @@ def check_sizes(recipe: Recipe, probe: BatchedEnv, *, available: int | None = No
             f"batch of {batch:,} samples (learner.rollout_steps {cfg.rollout_steps} x env.num_envs "
             f"{recipe.env.num_envs} x {agents} agents); lower it or enlarge the batch"
         )
+    check_conv(recipe, probe)
     estimate = estimate_sizes(recipe, probe)
     available = available_memory() if available is None else available
     if available is not None and estimate.total > available:

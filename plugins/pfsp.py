@@ -17,7 +17,17 @@ member of the population (snapshots and `bots`):
 A member without games yet counts as x = 0.5; when every f is 0 (or there
 are no members with games) the draw is uniform. With probability
 `self_play_share` an instance is a mirror match instead (AlphaStar's main
-agents: 35%). Parameters: `weighting`, `p`, `self_play_share`, plus those of
+agents: 35%).
+
+`bot_share` (default 0, AlphaStar's rule) anchors the learner to the fixed
+bots: the draws that are not mirror matches take P'(B) = (1 - bot_share)
+P(B) + bot_share / n_bots for each of the n_bots `bots`, and (1 - bot_share)
+P(B) for every snapshot. Under `hard` weighting a bot the learner beats
+95% of the time gets almost no games, so the learner stops seeing the
+positions such a bot creates (Connect Four: random play), and its last 5%
+against it never closes.
+
+Parameters: `weighting`, `p`, `self_play_share`, `bot_share`, plus those of
 `incentive.population.PopulationParams`.
 """
 
@@ -28,7 +38,9 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from incentive.errors import RecipeError
 from incentive.population import PopulationParams, PopulationSampler, pfsp_weights
+from incentive.types import RunContext
 
 __all__ = ["PFSP"]
 
@@ -43,6 +55,9 @@ class PFSPParams(PopulationParams):
     self_play_share: float = Field(
         0.0, ge=0, le=1, description="Probability that an instance is the learner against itself."
     )
+    bot_share: float = Field(
+        0.0, ge=0, le=1, description="Share of the other draws spread uniformly over the fixed `bots`."
+    )
 
 
 class PFSP(PopulationSampler):
@@ -51,9 +66,21 @@ class PFSP(PopulationSampler):
     name = "pfsp"
     Params = PFSPParams
 
+    def check(self, run: RunContext) -> None:
+        """`bot_share` needs bots to spread over."""
+        if self.params.bot_share > 0 and not self.params.bots:
+            raise RecipeError(
+                f"{run.recipe.source}: field 'opponents.params.bot_share': {self.params.bot_share} of the "
+                "draws should go to the fixed bots, but 'opponents.params.bots' lists none"
+            )
+
     def distribution(self, iteration: int) -> tuple[float, torch.Tensor]:
         """(self_play_share, PFSP weights over the members)."""
         pop = self.population
         if not pop.members:
             return 1.0, torch.zeros(0, dtype=torch.float64)
-        return self.params.self_play_share, pfsp_weights(pop.win_rate(), self.params.weighting, self.params.p)
+        probs = pfsp_weights(pop.win_rate(), self.params.weighting, self.params.p)
+        bots = torch.tensor([m.kind == "bot" for m in pop.members], dtype=torch.float64)
+        if self.params.bot_share > 0 and bool(bots.any()):
+            probs = (1.0 - self.params.bot_share) * probs + self.params.bot_share * bots / bots.sum()
+        return self.params.self_play_share, probs

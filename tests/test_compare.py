@@ -15,6 +15,7 @@ from incentive.cli import main
 from incentive.compare import comparison_table, improvement
 from incentive.errors import IncentiveError
 from incentive.plots import figure_size
+from incentive.recipe import load_recipe
 from incentive.results import RunData, expand_run_dirs, group_runs, load_run, load_runs
 
 BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "reproductions.py"
@@ -268,16 +269,6 @@ def test_first_crossing_needs_iterations_in_a_row_on_the_hard_task():
     assert reproductions.first_crossing(lines_, "x", 0.85, when=when, for_iterations=2) == (900, 90)
 
 
-def test_every_reproduction_arm_loads_its_recipe():
-    reproductions = load_reproductions()
-    from incentive.recipe import load_recipe
-
-    for name, experiment in reproductions.EXPERIMENTS.items():
-        for arm in experiment.arms:
-            recipe = load_recipe(reproductions.RECIPES / arm.recipe, arm.overrides)
-            assert recipe.train.total_steps > 0, (name, arm.label)
-
-
 def test_schedule_navigation_compares_equal_budgets_on_one_hard_task():
     reproductions = load_reproductions()
     from incentive.recipe import load_recipe
@@ -293,3 +284,21 @@ def test_schedule_navigation_compares_equal_budgets_on_one_hard_task():
     # the crossing is counted on the hard task only, the task both arms end on
     assert experiment.threshold_when == ("curriculum/param/size", 6.0)
     assert experiment.threshold_for == 3
+
+
+def test_every_reproduction_arm_loads_as_a_recipe_and_plr_arms_share_their_budget():
+    reproductions = load_reproductions()
+    for name, experiment in reproductions.EXPERIMENTS.items():
+        recipes = [load_recipe(reproductions.RECIPES / arm.recipe, arm.overrides) for arm in experiment.arms]
+        if name.startswith("plr_"):  # equal steps and the same levels in every arm
+            assert len({r.train.total_steps for r in recipes}) == 1, name
+            assert len({str(r.env.params["levels"]) for r in recipes}) == 1, name
+    gap = [
+        load_recipe(reproductions.RECIPES / arm.recipe, arm.overrides)
+        for arm in reproductions.EXPERIMENTS["plr_levels_gap"].arms
+    ]
+    assert gap[0].env.params["levels"] == {"train": "0-49", "test": "10000-10999"}
+    assert gap[0].train.total_steps == 400_000 and gap[0].curriculum is None
+    official = gap[1].curriculum.params
+    assert (official["temperature"], official["staleness_coef"]) == (0.1, 0.1)
+    assert official["strategy"] == "value_l1" and gap[2].curriculum.params["temperature"] == 1.0

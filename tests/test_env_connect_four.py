@@ -528,3 +528,45 @@ def test_make_bot_rejects_bad_input():
         make_bot("minimax", generator=generator(), depth=0)
     with pytest.raises(ValueError, match="bad parameters"):
         make_bot("random", generator=generator(), depth=2)
+
+
+def load_ladder():
+    """benchmarks/connect_four_ladder.py, loaded by path (benchmarks are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "connect_four_ladder.py"
+    spec = importlib.util.spec_from_file_location("connect_four_ladder", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FixedColumn:
+    """A policy that always plays one column."""
+
+    def __init__(self, column: int) -> None:
+        self.column = column
+
+    def act(self, obs, action_mask, seats):
+        return torch.full(seats.shape, self.column, dtype=torch.long)
+
+
+@pytest.mark.parametrize(("moves", "win"), WIN_POSITIONS)
+def test_tactics_counter_counts_a_missed_win(moves, win):
+    counter_class = load_ladder().TacticsCounter
+    _, ts = position(moves, num_envs=2)
+    for column, missed in [(win, 0), ((win + 3) % 7, 1)]:
+        counter = counter_class(FixedColumn(column))
+        counter.act(ts.obs, ts.action_mask, seat_of(ts))
+        assert (counter.moves, counter.wins, counter.wins_missed, counter.threats) == (2, 2, 2 * missed, 0)
+
+
+@pytest.mark.parametrize(("moves", "block"), BLOCK_POSITIONS)
+def test_tactics_counter_counts_a_missed_block(moves, block):
+    counter_class = load_ladder().TacticsCounter
+    _, ts = position(moves, num_envs=1)
+    for column, missed in [(block, 0), ((block + 2) % 7, 1)]:
+        counter = counter_class(FixedColumn(column))
+        counter.act(ts.obs, ts.action_mask, seat_of(ts))
+        assert (counter.wins, counter.threats, counter.threats_missed) == (0, 1, missed)

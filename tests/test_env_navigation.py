@@ -120,6 +120,23 @@ def test_success_pays_every_agent_and_ends_the_episode():
     assert ts.info["success"].tolist() == [1.0]
 
 
+def test_time_penalty_pays_less_for_a_later_success():
+    # MiniGrid's reward: success on step t = 3 of at most 10 pays 1 - 0.9 * 3 / 10 = 0.73
+    env = make(1, num_agents=2, max_steps=10, time_penalty=0.9)
+    env.reset(seed=0)
+    away = torch.tensor([[1, 1], [1, 1]])  # the top-left cell: not both goals at once
+    assert not (env.goals[0] == away).all(-1).all()
+    for _ in range(2):
+        env.pos[0] = away
+        ts = env.step(torch.zeros(1, 2, dtype=torch.long))
+        assert ts.reward.tolist() == [[0.0, 0.0]] and not ts.terminated.any()
+    env.pos[0] = env.goals[0]
+    ts = env.step(torch.zeros(1, 2, dtype=torch.long))
+    assert ts.terminated.tolist() == [True]
+    assert ts.reward.tolist() == [[pytest.approx(0.73), pytest.approx(0.73)]]
+    assert ts.reward.dtype == torch.float32
+
+
 def test_time_limit_truncates():
     env = make(2, max_steps=3)
     env.reset(seed=0)

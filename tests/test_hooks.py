@@ -12,7 +12,7 @@ import torch
 
 from incentive import LEARNER, OpponentAssignment, PluginError, hookimpl, hookspecs
 from incentive.cli import main
-from incentive.plugin_manager import FAMILIES, Hooks, make_plugin_manager
+from incentive.plugin_manager import FAMILIES, Hooks, make_plugin_manager, refuse_wrappers
 from incentive.recipe import load_recipe, validate_recipe
 from incentive.runner import resume_run, start_run
 from incentive.search import trial_recipe
@@ -314,3 +314,48 @@ def test_curriculum_tasks_reach_each_instance_at_its_next_reset(write_recipe):
         later = set(rewards[20:, e].flatten().tolist())
         assert first <= {-1.0 * (e + 1), -3.0 * (e + 1), 0.0, -2.0 * (e + 1)}
         assert later <= {-10.0 * (e + 1), -30.0 * (e + 1), 0.0, -20.0 * (e + 1)}
+
+
+class _Named:
+    """A plugin whose `incentive_run_end` answers with its name, marked as asked."""
+
+    def __init__(self, name: str, **marker) -> None:
+        self.name = name
+
+        @hookimpl(**marker)
+        def incentive_run_end(run, status):
+            return self.name
+
+        self.incentive_run_end = incentive_run_end
+
+
+def test_tryfirst_and_trylast_order_the_calls_and_the_rest_keep_recipe_order():
+    pm = make_plugin_manager()
+    for name, marker in [
+        ("late", {"trylast": True}),
+        ("a", {}),
+        ("early", {"tryfirst": True}),
+        ("b", {}),
+        ("early2", {"tryfirst": True}),
+    ]:
+        pm.register(_Named(name, **marker), name=name)
+    results = Hooks(pm).call("incentive_run_end", run=None, status="completed")
+    assert [name for name, _ in results] == ["early", "early2", "a", "b", "late"]
+    assert [value for _, value in results] == ["early", "early2", "a", "b", "late"]
+    assert Hooks(pm).first("incentive_run_end", run=None, status="completed") == ("early", "early")
+
+
+def test_a_hook_wrapper_is_refused_at_registration_naming_the_plugin():
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def incentive_run_end(self, run, status):
+            return (yield)
+
+    pm = make_plugin_manager()
+    plugin = Wrapper()
+    pm.register(plugin, name="wrapped")
+    with pytest.raises(
+        PluginError, match="plugin 'wrapped' failed in register: its incentive_run_end is a hook"
+    ):
+        refuse_wrappers(pm, plugin, "wrapped")
+    refuse_wrappers(pm, _Named("plain"), "plain")  # a plain plugin passes

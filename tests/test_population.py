@@ -426,6 +426,29 @@ def test_pfsp_samples_opponents_by_its_weights(tmp_path):
     assert bool(((seats != LEARNER).sum(1) <= 1).all())
 
 
+def test_pfsp_bot_share_spreads_over_the_bots_by_hand_numbers(tmp_path):
+    path = _recipe(
+        tmp_path,
+        {"id": "connect_four", "num_envs": 8},
+        {
+            "plugin": "pfsp",
+            "params": {"bots": ["random", "one_ply"], "weighting": "linear", "bot_share": 0.2},
+        },
+    )
+    training, _ = _training(tmp_path, path)
+    plugin = training.hooks.pm.get_plugin("pfsp")
+    plugin.incentive_setup(run=training.context)
+    random_bot, one_ply, snap = plugin.population.members
+    random_bot.wins, random_bot.losses = 9.0, 1.0  # x = 0.9 -> f = 0.1
+    one_ply.wins, one_ply.losses = 5.0, 5.0  # x = 0.5 -> f = 0.5
+    snap.wins, snap.losses = 6.0, 4.0  # x = 0.6 -> f = 0.4; PFSP alone: [0.1, 0.5, 0.4]
+    _, probs = plugin.distribution(iteration=1)
+    # 0.8 * PFSP + 0.2 spread over the two bots
+    assert probs.tolist() == pytest.approx([0.08 + 0.1, 0.4 + 0.1, 0.32], abs=1e-12)
+    plugin.params.bot_share = 0.0
+    assert plugin.distribution(iteration=1)[1].tolist() == pytest.approx([0.1, 0.5, 0.4], abs=1e-12)
+
+
 def test_a_curriculum_over_opponents_fixes_the_opponent_per_instance(tmp_path):
     # stage 0: everyone plays the random bot (id 0); stage 1 (after 2 iterations): one_ply (id 1)
     path = _recipe(

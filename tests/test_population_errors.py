@@ -36,6 +36,11 @@ from test_cli import RECIPES, assert_clean_error, run_cli, run_recipe_briefly
         ),
         (
             "kuhn_pfsp.yaml",
+            ["opponents.params.bot_share=0.2", "opponents.params.bots=[]"],
+            ["'opponents.params.bot_share'", "'opponents.params.bots' lists none"],
+        ),
+        (
+            "kuhn_pfsp.yaml",
             ["opponents.params.weighting=cubic"],
             ["opponents.params.weighting", "'hard', 'variance', 'linear' or 'linear_capped'"],
         ),
