@@ -19,9 +19,9 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
 
 Curricula (issue 10): `plr_navigation` (PLR vs uniform level sampling, mean
 test-level return, with its curve; `plr_levels_gap` the same on 50 training
-levels, where uniform sampling has a generalisation gap), `schedule_navigation` (6 x 6 rooms
-after a 4 x 4 stage vs directly: env steps until the success rate on 6 x 6
-rooms reaches the threshold), `annealing_ipd` and
+levels, where uniform sampling has a generalisation gap), `schedule_navigation`
+(6 x 6 rooms after 4 x 4 and 5 x 5 stages vs directly: env steps until the
+success rate on 6 x 6 rooms stays at the threshold for 3 iterations), `annealing_ipd` and
 `annealing_cleanup` (reward sharing s annealed 1 -> 0 vs s = 0 vs s = 1:
 metrics per seed in a window before s leaves 1 and in the run's last 10%,
 long after it reached 0).
@@ -78,6 +78,8 @@ class Experiment:
     curve: tuple[float, ...] = ()  # also print each metric at these fractions of the steps
     # the threshold only counts on iterations where this metric (full name) is >= this value
     threshold_when: tuple[str, float] | None = None
+    # ... and only once the metric was >= value in this many reporting iterations in a row
+    threshold_for: int = 1
     curve_metric: str | None = None  # print this metric's IQM over seeds at 5 evenly spaced points
     # (label, first, last): per seed, each metric's mean over the iterations in that fraction of the run
     windows: list[tuple[str, float, float]] = field(default_factory=list)
@@ -110,13 +112,6 @@ NAV_PLR = [
 # the generalisation-gap regime: 50 training levels instead of 200 (uniform sampling then does worse
 # on the held-out levels than on its training levels), 400k steps (195 iterations)
 NAV_GAP = [*NAV_PLR, "env.params.levels.train=0-49", "train.total_steps=400000"]
-NAV_SCHEDULE = [
-    "env.params.min_size=4",
-    "env.params.max_size=6",
-    "evaluate.every=0",
-    "objective={metric: success}",
-    "train.total_steps=250000",
-]
 
 EXPERIMENTS: dict[str, Experiment] = {
     # LOLA's payoffs, u_i = r_i + s * r_j: against a cooperator C gives -1 - s and D gives -3s;
@@ -232,20 +227,19 @@ EXPERIMENTS: dict[str, Experiment] = {
         seeds=3,
         curve_metric="test/collective_return",
     ),
-    # the hard task is 6 x 6 rooms; the threshold counts only on iterations that trained on 6 x 6
+    # the hard task: 6 x 6 rooms (random play almost never succeeds); the schedule goes through 4 x 4
+    # and 5 x 5 rooms (recipes/navigation_schedule_6x6.yaml). The threshold counts only on iterations
+    # that, with the one before, handed out 6 x 6 rooms, and needs 3 such iterations in a row
     "schedule_navigation": Experiment(
         arms=[
-            Arm("6 x 6 directly", "navigation_schedule.yaml", [*NAV_SCHEDULE, "curriculum.params.stages=[{set: {size: 6}}]"]),
-            Arm("4 x 4, then 6 x 6", "navigation_schedule.yaml", [
-                *NAV_SCHEDULE,
-                "curriculum.params.stages=[{set: {size: 4}, advance: {metric: designer/success, threshold: 0.4, "
-                "for_iterations: 2}}, {set: {size: 6}}]",
-            ]),
+            Arm("6 x 6 directly", "navigation_schedule_6x6.yaml", ["curriculum.params.stages=[{set: {size: 6}}]"]),
+            Arm("4 x 4, 5 x 5, then 6 x 6", "navigation_schedule_6x6.yaml"),
         ],
         metrics=["success"],
-        seeds=2,
-        threshold=("success", 0.3),
+        seeds=3,
+        threshold=("success", 0.5),
         threshold_when=("curriculum/param/size", 6.0),
+        threshold_for=3,
     ),
     # s = 1 for the first 40% of the steps, annealed linearly to 0 over the next 20%, then 0
     "annealing_ipd": Experiment(
@@ -420,18 +414,33 @@ def read_arm_run(run_dir: str) -> RunData:
 
 
 def first_crossing(
-    lines: list[dict], metric: str, value: float, when: tuple[str, float] | None = None
+    lines: list[dict],
+    metric: str,
+    value: float,
+    when: tuple[str, float] | None = None,
+    for_iterations: int = 1,
 ) -> tuple[int, float] | None:
-    """(env step, training seconds) of the first iteration where the metric reaches value.
+    """(env step, training seconds) of the iteration that completes `for_iterations` in a row >= value.
 
-    With `when` (a full metric name and a value), only iterations where that metric is at
-    least the value count (say, the schedule's stage handing out the hard task).
+    Iterations that report no value of the metric (no finished episode) neither count nor break
+    the streak, as in the schedule plugin. With `when` (a full metric name and a value), an
+    iteration counts only if that metric is at least the value in it and in the iteration before
+    (say, the schedule's stage handing out the hard task): a task applies at each instance's next
+    reset, so the iteration in which it is first handed out still finishes episodes of the old
+    one; any other iteration breaks the streak.
     """
-    for line in lines:
-        if when is not None and line.get(when[0], float("-inf")) < when[1]:
-            continue
+    streak = 0
+    for index, line in enumerate(lines):
+        if when is not None:
+            previous = lines[index - 1] if index > 0 else {}
+            if min(line.get(when[0], float("-inf")), previous.get(when[0], float("-inf"))) < when[1]:
+                streak = 0
+                continue
         reached = line.get(f"designer/{metric}")
-        if reached is not None and reached >= value:
+        if reached is None:
+            continue
+        streak = streak + 1 if reached >= value else 0
+        if streak >= for_iterations:
             return line["train/global_step"], line["seconds"]
     return None
 
@@ -496,7 +505,9 @@ def table(experiment: Experiment, results: list[ArmResult]) -> str:
     metrics = [f"designer/{m}" for m in experiment.metrics]
     headers = ["arm", "runs", *(f"{m} IQM [95% CI]" for m in experiment.metrics), "steps", "wall s/run"]
     if experiment.threshold:
-        headers.append(f"{experiment.threshold[0]} >= {experiment.threshold[1]}: step (s)")
+        metric, value = experiment.threshold
+        in_a_row = f" ({experiment.threshold_for} its in a row)" if experiment.threshold_for > 1 else ""
+        headers.append(f"{metric} >= {value}{in_a_row}: step (s)")
     rows = comparison_rows([result.runs for result in results], metrics)
     body = []
     for result, row in zip(results, rows, strict=True):
@@ -564,7 +575,7 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
     """Train every (arm, seed) of an experiment, `args.jobs` at a time, each job on one core."""
     seeds = args.seeds or experiment.seeds
     arms = [arm for arm in experiment.arms if not args.arms or arm.label in args.arms]
-    jobs = [(arm, seed) for arm in arms for seed in range(seeds)]
+    jobs = [(arm, seed) for seed in range(seeds) for arm in arms]  # seed by seed: every arm advances
     results = {arm.label: ArmResult(runs=RunsOfArm(label=arm.label)) for arm in arms}
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
@@ -589,7 +600,12 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
             result.walls.append(wall)
             if experiment.threshold:
                 result.crossings.append(
-                    first_crossing(run.lines, *experiment.threshold, when=experiment.threshold_when)
+                    first_crossing(
+                        run.lines,
+                        *experiment.threshold,
+                        when=experiment.threshold_when,
+                        for_iterations=experiment.threshold_for,
+                    )
                 )
             print(
                 f"{name}: {arm.label}, seed {seed}: {wall:.1f} s ({cpu:.1f} CPU s)",

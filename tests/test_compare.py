@@ -233,13 +233,57 @@ def test_reproductions_windows_curves_and_conditional_crossings_by_hand(tmp_path
         "12.000",
         "14.000",
     ]
-    # a crossing counts only where the `when` metric is high enough
+    # a crossing counts only where the `when` metric is high enough in the iteration and the one
+    # before: stage 1 is handed out from iteration 5, so iteration 6 is the first that counts
     lines_ = [
         {"train/global_step": 100 * i, "seconds": i, "designer/x": i, "stage": i // 5} for i in range(10)
     ]
     assert reproductions.first_crossing(lines_, "x", 2.0) == (200, 2)
-    assert reproductions.first_crossing(lines_, "x", 2.0, when=("stage", 1.0)) == (500, 5)
+    assert reproductions.first_crossing(lines_, "x", 2.0, when=("stage", 1.0)) == (600, 6)
     assert reproductions.first_crossing(lines_, "x", 20.0, when=("stage", 1.0)) is None
+
+
+def test_first_crossing_needs_iterations_in_a_row_on_the_hard_task():
+    reproductions = load_reproductions()
+    # x per iteration (None: no finished episode); the stage falls back to 0 at iteration 6
+    xs = [0.9, 0.2, 0.6, None, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9, 0.1, 0.9]
+    stages = [1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1]
+    lines_ = []
+    for i, (x, stage) in enumerate(zip(xs, stages, strict=True)):
+        line = {"train/global_step": 100 * i, "seconds": 10 * i, "stage": stage}
+        if x is not None:
+            line["designer/x"] = x
+        lines_.append(line)
+    # one in a row: iteration 0 (no `when`: no previous iteration needed)
+    assert reproductions.first_crossing(lines_, "x", 0.5) == (0, 0)
+    # 3 in a row: 0.6, (no report), 0.7, 0.8 -> iterations 2, 4, 5: the gap neither counts nor breaks
+    assert reproductions.first_crossing(lines_, "x", 0.5, for_iterations=3) == (500, 50)
+    # 4 in a row: 2, 4, 5 and 6 (0.9; without `when` its stage does not matter)
+    assert reproductions.first_crossing(lines_, "x", 0.5, for_iterations=4) == (600, 60)
+    # with `when`: iteration 0 has no previous iteration, iteration 6 (stage 0) and iteration 7
+    # (stage 0 before it) break the streak; 8, 9 count, 10 falls to 0.1, then only 11 is left
+    when = ("stage", 1.0)
+    assert reproductions.first_crossing(lines_, "x", 0.5, when=when) == (200, 20)
+    assert reproductions.first_crossing(lines_, "x", 0.5, when=when, for_iterations=3) == (500, 50)
+    assert reproductions.first_crossing(lines_, "x", 0.5, when=when, for_iterations=4) is None
+    assert reproductions.first_crossing(lines_, "x", 0.85, when=when, for_iterations=2) == (900, 90)
+
+
+def test_schedule_navigation_compares_equal_budgets_on_one_hard_task():
+    reproductions = load_reproductions()
+    from incentive.recipe import load_recipe
+
+    experiment = reproductions.EXPERIMENTS["schedule_navigation"]
+    direct, staged = (
+        load_recipe(reproductions.RECIPES / arm.recipe, arm.overrides) for arm in experiment.arms
+    )
+    assert direct.env == staged.env and direct.learner == staged.learner and direct.train == staged.train
+    direct_sizes = [stage["set"]["size"] for stage in direct.curriculum.params["stages"]]
+    staged_sizes = [stage["set"]["size"] for stage in staged.curriculum.params["stages"]]
+    assert direct_sizes == [6] and staged_sizes == [4, 5, 6]
+    # the crossing is counted on the hard task only, the task both arms end on
+    assert experiment.threshold_when == ("curriculum/param/size", 6.0)
+    assert experiment.threshold_for == 3
 
 
 def test_every_reproduction_arm_loads_as_a_recipe_and_plr_arms_share_their_budget():
