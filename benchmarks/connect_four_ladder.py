@@ -37,11 +37,11 @@ import torch
 
 from incentive import hookimpl
 from incentive.checkpoint import load_checkpoint
-from incentive.envs.connect_four import CELLS, board_from_planes, drop_bits, has_four
+from incentive.envs.connect_four_bots import immediate_wins, movers
 from incentive.errors import IncentiveError
 from incentive.loop import Training
 from incentive.plugin_manager import make_plugin_manager
-from incentive.population import SnapshotPolicy, make_bot_policy, play_matches, score, score_against_bot
+from incentive.population import SnapshotPolicy, matches_against_bot, score, score_against_bot
 from incentive.runner import load_run_recipe
 
 LADDER_FILE = "ladder.json"
@@ -83,17 +83,8 @@ class TacticsCounter:
     def act(self, obs: dict[str, torch.Tensor], action_mask: Any, seats: torch.Tensor) -> torch.Tensor:
         """The wrapped policy's actions; counts the moves of the rows where it is to move."""
         actions = self.policy.act(obs, action_mask, seats)
-        for seat, agent in enumerate(obs):
-            planes = obs[agent]
-            pieces = planes.reshape(planes.shape[0], CELLS, 2).sum(1)
-            rows = (seats[:, seat] & (pieces[:, 1] - pieces[:, 0] == seat)).nonzero().flatten()
-            if len(rows) == 0:
-                continue
-            own, opponent = board_from_planes(planes.index_select(0, rows))
-            drops = drop_bits(own | opponent)
-            legal = drops != 0
-            wins = has_four(own[:, None] | drops) & legal
-            threats = has_four(opponent[:, None] | drops) & legal
+        for seat, rows, own, opponent, legal in movers(obs, action_mask, seats):
+            wins, threats = immediate_wins(own, opponent, legal)
             column = actions[rows, seat][:, None]
             can_win = wins.any(1)
             must_block = threats.any(1) & ~can_win
@@ -108,12 +99,8 @@ class TacticsCounter:
 def tactics(run: Any, bot: str, *, games: int, greedy: bool) -> dict[str, float]:
     """The learner's score against `bot` and the share of one-move tactics it missed."""
     seed = run.recipe.seed * 1_000_003 + 11
-    env = type(run.env)(num_envs=games, params=run.env.params)
     me = TacticsCounter(SnapshotPolicy(run.learner, run.agents, seed, greedy=greedy))
-    other = make_bot_policy(
-        bot, env_id="connect_four", agents=run.agents, action_dims=[7, 7], seed=seed + 1, minimax_depth=1
-    )
-    result = play_matches(env, me, other, seed=seed)
+    result = matches_against_bot(run, bot, games=games, seed=seed, policy=me)
     return {
         "score": score(result),
         "wins_missed": me.wins_missed / max(me.wins, 1),

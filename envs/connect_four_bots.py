@@ -42,6 +42,8 @@ inputs give the same actions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from incentive.envs.connect_four import (
@@ -65,7 +67,9 @@ __all__ = [
     "OnePlyBot",
     "RandomBot",
     "heuristic",
+    "immediate_wins",
     "make_bot",
+    "movers",
     "popcount",
     "root_values",
 ]
@@ -138,6 +142,36 @@ def _pick(candidates: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return keys.masked_fill(~candidates, -1.0).argmax(1)
 
 
+def movers(
+    obs: dict[str, torch.Tensor], action_mask: dict[str, torch.Tensor] | None, seats: torch.Tensor
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(seat, rows, own, opponent, legal) for each seat with rows in `seats` [E, 2] that are to move.
+
+    `rows` [N] are the instances where that seat moves, `own` and `opponent` [N] the mover's
+    bitboards there, `legal` [N, 7] its legal columns (the board's, and `action_mask`'s if given).
+    """
+    for seat, agent in enumerate(obs):
+        planes = obs[agent]
+        pieces = planes.reshape(planes.shape[0], CELLS, 2).sum(1)  # [E, 2]: own, opponent's
+        to_move = seats[:, seat] & (pieces[:, 1] - pieces[:, 0] == seat)
+        rows = to_move.nonzero().flatten()
+        if len(rows) == 0:
+            continue
+        own, opponent = board_from_planes(planes.index_select(0, rows))
+        legal = drop_bits(own | opponent) != 0
+        if action_mask is not None and agent in action_mask:
+            legal &= action_mask[agent].index_select(0, rows).bool()
+        yield seat, rows, own, opponent, legal
+
+
+def immediate_wins(
+    own: torch.Tensor, opponent: torch.Tensor, legal: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, 7] each: the legal columns that win for the mover now, and those that would for the opponent."""
+    drops = drop_bits(own | opponent)  # [N, 7]: the cell a piece lands on in each column
+    return has_four(own[:, None] | drops) & legal, has_four(opponent[:, None] | drops) & legal
+
+
 class _Bot:
     """Common `act`: find the seats to move, read their boards, choose for those rows only."""
 
@@ -160,17 +194,7 @@ class _Bot:
             seats: [E, 2] bool, the seats this bot plays.
         """
         actions = torch.zeros(seats.shape, dtype=torch.long, device=seats.device)
-        for seat, agent in enumerate(obs):
-            planes = obs[agent]
-            pieces = planes.reshape(planes.shape[0], CELLS, 2).sum(1)  # [E, 2]: own, opponent's
-            to_move = seats[:, seat] & (pieces[:, 1] - pieces[:, 0] == seat)
-            rows = to_move.nonzero().flatten()
-            if len(rows) == 0:
-                continue
-            own, opponent = board_from_planes(planes.index_select(0, rows))
-            legal = drop_bits(own | opponent) != 0
-            if action_mask is not None and agent in action_mask:
-                legal &= action_mask[agent].index_select(0, rows).bool()
+        for seat, rows, own, opponent, legal in movers(obs, action_mask, seats):
             actions[rows, seat] = self.choose(own, opponent, legal)
         return actions
 
@@ -196,9 +220,7 @@ class OnePlyBot(_Bot):
 
     def choose(self, own: torch.Tensor, opponent: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
         """A winning column, else a blocking one, else a random legal one."""
-        drops = drop_bits(own | opponent)  # [N, 7]: the cell a piece lands on in each column
-        wins = has_four(own[:, None] | drops) & legal
-        threats = has_four(opponent[:, None] | drops) & legal
+        wins, threats = immediate_wins(own, opponent, legal)
         candidates = torch.where(
             wins.any(1, keepdim=True), wins, torch.where(threats.any(1, keepdim=True), threats, legal)
         )

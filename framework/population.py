@@ -101,6 +101,7 @@ __all__ = [
     "SnapshotPolicy",
     "elo_update",
     "exact_game",
+    "matches_against_bot",
     "pfsp_weights",
     "play_matches",
     "score_against_bot",
@@ -423,12 +424,19 @@ def exact_game(env: Any) -> Any:
     return env.game if getattr(env, "game_name", "") else None
 
 
-def score_against_bot(
-    run: RunContext, bot_id: str, *, games: int, seed: int, minimax_depth: int = 2, greedy: bool = False
-) -> float:
-    """The learner's score (win 1, draw 1/2) against a fixed bot over `games` games, half in each seat."""
+def matches_against_bot(
+    run: RunContext,
+    bot_id: str,
+    *,
+    games: int,
+    seed: int,
+    minimax_depth: int = 2,
+    greedy: bool = False,
+    policy: Any = None,
+) -> torch.Tensor:
+    """`play_matches` of the learner (or `policy`, a wrapper of it) against a fixed bot, half in each seat."""
     env = type(run.env)(num_envs=games, params=run.env.params)
-    me = SnapshotPolicy(run.learner, run.agents, seed, greedy=greedy)
+    me = policy if policy is not None else SnapshotPolicy(run.learner, run.agents, seed, greedy=greedy)
     other = make_bot_policy(
         bot_id,
         env_id=run.recipe.env.id,
@@ -437,7 +445,16 @@ def score_against_bot(
         seed=seed + 1,
         minimax_depth=minimax_depth,
     )
-    return score(play_matches(env, me, other, seed=seed))
+    return play_matches(env, me, other, seed=seed)
+
+
+def score_against_bot(
+    run: RunContext, bot_id: str, *, games: int, seed: int, minimax_depth: int = 2, greedy: bool = False
+) -> float:
+    """The learner's score (win 1, draw 1/2) against a fixed bot over `games` games, half in each seat."""
+    return score(
+        matches_against_bot(run, bot_id, games=games, seed=seed, minimax_depth=minimax_depth, greedy=greedy)
+    )
 
 
 # --- the population --------------------------------------------------------------

@@ -80,7 +80,7 @@ class PFSP(PopulationSampler):
         if not pop.members:
             return 1.0, torch.zeros(0, dtype=torch.float64)
         probs = pfsp_weights(pop.win_rate(), self.params.weighting, self.params.p)
-        bots = torch.tensor([m.kind == "bot" for m in pop.members], dtype=torch.float64)
-        if self.params.bot_share > 0 and bool(bots.any()):
+        if self.params.bot_share > 0:  # `check` made sure there are bots
+            bots = torch.tensor([m.kind == "bot" for m in pop.members], dtype=torch.float64)
             probs = (1.0 - self.params.bot_share) * probs + self.params.bot_share * bots / bots.sum()
         return self.params.self_play_share, probs
