@@ -304,11 +304,6 @@ EXPERIMENTS: dict[str, Experiment] = {
             Arm("PFSP + 10% bot share", "connect_four_pfsp.yaml", ["opponents.params.bot_share=0.1"]),
             Arm("PFSP + 30% bot share", "connect_four_pfsp.yaml", ["opponents.params.bot_share=0.3"]),
             Arm(
-                "PFSP + 10% bot share, 128 filters",
-                "connect_four_pfsp.yaml",
-                ["opponents.params.bot_share=0.1", "learner.conv_channels=[128]"],
-            ),
-            Arm(
                 "latest-only self-play",
                 "connect_four_pfsp.yaml",
                 ["opponents={plugin: self_play, params: {evaluate_every: 20, eval_bots: [random, one_ply], "
