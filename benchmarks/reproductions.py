@@ -302,7 +302,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         arms=[
             Arm("PFSP (hard) + 35% self-play", "connect_four_pfsp.yaml"),
             Arm("PFSP + 10% bot share", "connect_four_pfsp.yaml", ["opponents.params.bot_share=0.1"]),
-            Arm("PFSP + 30% bot share", "connect_four_pfsp.yaml", ["opponents.params.bot_share=0.3"]),
             Arm(
                 "latest-only self-play",
                 "connect_four_pfsp.yaml",
