@@ -179,6 +179,7 @@ def test_each_batched_payment_trial_gets_the_objective_it_gets_alone(tmp_path: P
 
 def test_a_structure_search_with_a_payment_option_batches(tmp_path: Path):
     data = search_data(tmp_path / "runs", trials=4, repeats=1)
+    data["seed"] = 8  # the random sampler's 4 draws at seed 8: reward sharing, payments twice, none
     data["incentives"] = [
         {
             "one_of": [
@@ -199,7 +200,8 @@ def test_a_structure_search_with_a_payment_option_batches(tmp_path: Path):
     trials = load(study_dir(tmp_path)).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert all(t.user_attrs["batch"] == 4 and "batch_fallback" not in t.user_attrs for t in trials)
+    structures = sorted(t.params["incentives.0"] for t in trials)
+    assert structures == ["none", "payments", "payments", "reward_sharing"]
     paid = [t for t in trials if t.params["incentives.0"] == "payments"]
-    assert len(paid) == 2  # the sampler's draws with seed 1: two payments of different amounts, in one batch
-    assert len({t.params["payments.contracts.0.amount"] for t in paid}) == 2
+    assert len({t.params["payments.contracts.0.amount"] for t in paid}) == 2  # two amounts, one batch
     _assert_each_trial_scores_as_alone(tmp_path, data, trials)
