@@ -34,6 +34,16 @@ bytes: the bias gradient of the last layer is a sum
 over rows whose memory order autograd chooses from the layout of the
 incoming gradient, and that layout differs between one trial and K.
 
+What may differ between the trials of a batch (`plan_batch`): seeds, which
+incentive plugins are on (a trial without one gets a zero term on its
+instances), and numeric incentive parameters the plugin reads per instance,
+its `task_params` (`reward_sharing.s`, `inequity_aversion.alpha`, nested ones
+such as `payments`' `contracts.<k>.amount`). Plugin params are compared leaf
+by leaf with their defaults filled in; any other difference (a contract's
+name or condition, a list of another length, the env, the learner, the
+budget) is refused naming the field, and a search then trains its trials
+one at a time.
+
 What a batched run refuses (clear message, exit 2), because it would couple
 the trials or cannot be split by instance: curriculum and opponent plugins
 (`curriculum`, `opponents`), plugins implementing hooks other than set-up,
