@@ -548,24 +548,27 @@ def batch_space_problem(recipe: Recipe) -> str | None:
     """Why this search cannot run as batched trials (naming the field), or None if it can.
 
     Batched trials may differ only in seeds and in incentive parameters a
-    plugin reads per env instance (its `task_params`); switching plugins on
-    and off is fine (a trial without a plugin gets a zero term).
+    plugin reads per env instance (its `task_params`, nested paths such as
+    `contracts.0.amount` included); switching plugins on and off is fine (a
+    trial without a plugin gets a zero term).
     """
     from incentive.plugin_manager import available_plugins
     from incentive.recipe import OneOfSpec
+    from incentive.tasks import accepts_task_param
 
     plugins = available_plugins()
 
     def per_instance(plugin: str, field_name: str) -> bool:
         info = plugins.get(plugin)
-        return info is not None and field_name in tuple(getattr(info.load(), "task_params", ()) or ())
+        return info is not None and accepts_task_param(info.load(), field_name)
 
     for path in recipe.search.space:
         parts = path.split(".")
-        ok = len(parts) == 4 and parts[0] == "incentives" and parts[1].isdigit() and parts[2] == "params"
+        ok = len(parts) >= 4 and parts[0] == "incentives" and parts[1].isdigit() and parts[2] == "params"
         index = int(parts[1]) if ok else -1
         entry = recipe.incentives[index] if ok and index < len(recipe.incentives) else None
-        if entry is None or isinstance(entry, OneOfSpec) or not per_instance(entry.plugin, parts[3]):
+        field_name = ".".join(parts[3:])
+        if entry is None or isinstance(entry, OneOfSpec) or not per_instance(entry.plugin, field_name):
             return (
                 f"field 'search.space.{path}': batched trials cannot vary {path!r} (only seeds and incentive "
                 "parameters that a plugin reads per env instance, its task_params, may differ in one batch; "
