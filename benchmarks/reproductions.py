@@ -112,6 +112,7 @@ NAV_PLR = [
 # the generalisation-gap regime: 50 training levels instead of 200 (uniform sampling then does worse
 # on the held-out levels than on its training levels), 400k steps (195 iterations)
 NAV_GAP = [*NAV_PLR, "env.params.levels.train=0-49", "train.total_steps=400000"]
+PVL = "curriculum.params.strategy=positive_value_loss"
 
 EXPERIMENTS: dict[str, Experiment] = {
     # LOLA's payoffs, u_i = r_i + s * r_j: against a cooperator C gives -1 - s and D gives -3s;
@@ -222,6 +223,12 @@ EXPERIMENTS: dict[str, Experiment] = {
             Arm("uniform levels", "navigation_uniform.yaml", NAV_GAP),
             Arm("PLR (official defaults)", "navigation_plr.yaml", NAV_GAP),
             Arm("PLR (beta = 1)", "navigation_plr.yaml", [*NAV_GAP, "curriculum.params.temperature=1.0"]),
+            # the scores of Robust PLR and ACCEL (Jiang et al. 2021b; Parker-Holder et al. 2022), high only
+            # where returns beat the value's expectation (positive value loss) or fall short of the best
+            # return seen on the level (max_mc)
+            Arm("PLR (positive value loss)", "navigation_plr.yaml", [*NAV_GAP, PVL]),
+            Arm("PLR (positive value loss, beta = 0.3)", "navigation_plr.yaml",
+                [*NAV_GAP, PVL, "curriculum.params.temperature=0.3"]),
         ],
         metrics=["test/collective_return", "test/success", "success"],
         seeds=3,
