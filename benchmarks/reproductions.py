@@ -229,6 +229,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             Arm("PLR (positive value loss)", "navigation_plr.yaml", [*NAV_GAP, PVL]),
             Arm("PLR (positive value loss, beta = 0.3)", "navigation_plr.yaml",
                 [*NAV_GAP, PVL, "curriculum.params.temperature=0.3"]),
+            Arm("PLR (max_mc)", "navigation_plr.yaml", [*NAV_GAP, "curriculum.params.strategy=max_mc"]),
         ],
         metrics=["test/collective_return", "test/success", "success"],
         seeds=3,
