@@ -113,6 +113,7 @@ NAV_PLR = [
 # on the held-out levels than on its training levels), 400k steps (195 iterations)
 NAV_GAP = [*NAV_PLR, "env.params.levels.train=0-49", "train.total_steps=400000"]
 PVL = "curriculum.params.strategy=positive_value_loss"
+MAX_MC = "curriculum.params.strategy=max_mc"
 
 EXPERIMENTS: dict[str, Experiment] = {
     # LOLA's payoffs, u_i = r_i + s * r_j: against a cooperator C gives -1 - s and D gives -3s;
@@ -229,7 +230,8 @@ EXPERIMENTS: dict[str, Experiment] = {
             Arm("PLR (positive value loss)", "navigation_plr.yaml", [*NAV_GAP, PVL]),
             Arm("PLR (positive value loss, beta = 0.3)", "navigation_plr.yaml",
                 [*NAV_GAP, PVL, "curriculum.params.temperature=0.3"]),
-            Arm("PLR (max_mc)", "navigation_plr.yaml", [*NAV_GAP, "curriculum.params.strategy=max_mc"]),
+            Arm("PLR (max_mc)", "navigation_plr.yaml", [*NAV_GAP, MAX_MC]),
+            Arm("PLR (max_mc, beta = 0.3)", "navigation_plr.yaml", [*NAV_GAP, MAX_MC, "curriculum.params.temperature=0.3"]),
         ],
         metrics=["test/collective_return", "test/success", "success"],
         seeds=3,
