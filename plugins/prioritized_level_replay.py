@@ -65,9 +65,14 @@ Choices made (where a batched run differs from the official code):
   rest of that episode is scored in the next one). Several instances or
   episodes on one level in one iteration: the official code keeps the score
   of the last one it processes (alpha = 1); here their steps are averaged.
-- Under a sparse 0/1 reward a level the learner always fails has V ~ 0 and
-  r = 0, so |A| ~ 0 and it ranks as low as a mastered level: value_l1 (and
-  positive_value_loss) replay such levels only through staleness.
+- Under a sparse 0/1 reward a level the learner always fails has r = 0 and
+  small deltas (the loop bootstraps a truncated episode's target from
+  V(final obs), so a timeout adds no large negative delta): |A| ~ 0, and
+  value_l1 and positive_value_loss replay such levels mostly through
+  staleness. A mastered level keeps a larger |A| (all of it positive)
+  wherever the value still underestimates the success reward, so these two
+  scores can favour levels already solved (`benchmarks/plr_scores.py` shows
+  the scores against the learner's success per level).
 - `policy_entropy` is in nats; the official code divides it by the largest
   entropy log(n) of its n actions. A constant factor changes neither the
   ranks nor the power transform's P_S (S^(1/beta) scales every h alike), so
