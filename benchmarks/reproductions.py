@@ -585,7 +585,8 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
     """Train every (arm, seed) of an experiment, `args.jobs` at a time, each job on one core."""
     seeds = args.seeds or experiment.seeds
     arms = [arm for arm in experiment.arms if not args.arms or arm.label in args.arms]
-    jobs = [(arm, seed) for seed in range(seeds) for arm in arms]  # seed by seed: every arm advances
+    first = args.first_seed
+    jobs = [(arm, seed) for seed in range(first, first + seeds) for arm in arms]  # seed by seed: every arm advances
     results = {arm.label: ArmResult(runs=RunsOfArm(label=arm.label)) for arm in arms}
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
@@ -631,6 +632,9 @@ def main() -> None:
     )
     parser.add_argument("experiments", nargs="*")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per arm (default: per experiment)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run from this one (add seeds to an earlier run)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="override every arm's train.total_steps")
     parser.add_argument("--arms", nargs="+", default=None, help="run only these arms (labels, quoted)")
     parser.add_argument(
