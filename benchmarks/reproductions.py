@@ -400,9 +400,7 @@ def train_arm(
     if cpu_minutes:
         extra.append(("cpu_budget", CpuBudget(cpu_minutes)))
     started, cpu = time.perf_counter(), time.process_time()
-    run_dir, _ = start_run(
-        recipe, run_id=f"{arm.label}-{seed}".replace(" ", "_").replace("/", "_"), extra_plugins=extra
-    )
+    run_dir, _ = start_run(recipe, run_id=run_id(arm.label, seed), extra_plugins=extra)
     return str(run_dir), time.perf_counter() - started, time.process_time() - cpu
 
 
@@ -626,6 +624,48 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
     return list(results.values())
 
 
+def run_id(label: str, seed: int) -> str:
+    """The run directory name of one seed of an arm."""
+    return f"{label}-{seed}".replace(" ", "_").replace("/", "_")
+
+
+def collect_experiment(name: str, experiment: Experiment, args: argparse.Namespace) -> list[ArmResult]:
+    """The finished runs of an experiment found under `args.tables_from` (earlier runs of this script).
+
+    Each directory is a `runs in ...` directory this script printed; the arms (`--arms`, default
+    all) are found by their run directory names, every seed of each, from every directory given.
+    The wall column is then each run's training time from its own records (no evaluations).
+    """
+    arms = [arm for arm in experiment.arms if not args.arms or arm.label in args.arms]
+    results = []
+    for arm in arms:
+        result = ArmResult(runs=RunsOfArm(label=arm.label))
+        prefix = run_id(arm.label, 0)[:-1]  # the name up to the seed
+        found = [
+            path
+            for root in args.tables_from
+            for path in sorted((Path(root) / name).glob("*/*"))
+            if path.name.startswith(prefix) and path.name[len(prefix) :].isdigit()
+        ]
+        for path in found:
+            run = read_arm_run(str(path))
+            result.runs.runs.append(run)
+            result.walls.append(run.lines[-1]["seconds"])
+            if experiment.threshold:
+                result.crossings.append(
+                    first_crossing(
+                        run.lines,
+                        *experiment.threshold,
+                        when=experiment.threshold_when,
+                        for_iterations=experiment.threshold_for,
+                    )
+                )
+            print(f"{name}: {arm.label}: {path}", file=sys.stderr)
+        if found:
+            results.append(result)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -649,6 +689,13 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="PATH=VALUE", help="recipe override for every arm"
     )
+    parser.add_argument(
+        "--tables-from",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="train nothing: print the tables of the finished runs in these earlier `runs in` directories",
+    )
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
     if args.list or not args.experiments:
@@ -668,15 +715,19 @@ def main() -> None:
             parser.error(
                 f"no arm {missing[0]!r} in {', '.join(args.experiments)}; arms: {', '.join(sorted(labels))}"
             )
-    out = Path(tempfile.mkdtemp(prefix="reproductions-"))
-    print(f"runs in {out}", file=sys.stderr)
+    if args.tables_from is None:
+        out = Path(tempfile.mkdtemp(prefix="reproductions-"))
+        print(f"runs in {out}", file=sys.stderr)
     for name in args.experiments:
         experiment = EXPERIMENTS[name]
-        try:
-            results = run_experiment(name, experiment, args, out)
-        except IncentiveError as exc:  # a bad --set, say: the message names the field
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
+        if args.tables_from is not None:
+            results = collect_experiment(name, experiment, args)
+        else:
+            try:
+                results = run_experiment(name, experiment, args, out)
+            except IncentiveError as exc:  # a bad --set, say: the message names the field
+                print(f"error: {exc}", file=sys.stderr)
+                sys.exit(2)
         seeds = len(results[0].runs.runs) if results else 0
         print(f"\n## {name} ({seeds} seeds; IQM [95% CI] over seeds of each run's last 10% of iterations)")
         print(table(experiment, results), flush=True)
