@@ -94,7 +94,9 @@ def probe(recipe, learner, agents, levels: torch.Tensor, episodes: int, seed: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run", help="a finished PLR run directory (recipe.yaml, checkpoint.pt)")
     parser.add_argument("--episodes", type=int, default=32, help="sampled episodes per training level")
     parser.add_argument("--seed", type=int, default=12345, help="seed of the probe episodes")
@@ -125,7 +127,9 @@ def main() -> None:
         p = torch.full((len(levels),), 1.0 / len(levels), dtype=torch.float64)
         stored = torch.full((len(levels),), float("nan"), dtype=torch.float64)
     walls = env.level_difficulty(levels)
-    print(f"run {run} (strategy {params.get('strategy', 'none')}), {args.episodes} sampled episodes per level")
+    print(
+        f"run {run} (strategy {params.get('strategy', 'none')}), {args.episodes} sampled episodes per level"
+    )
     print("level | walls | success | value_l1 | pos_value_loss | max_mc | V(s_0) | stored score | P(replay)")
     for i in torch.argsort(-p, stable=True).tolist():
         print(
@@ -134,7 +138,9 @@ def main() -> None:
             f"{stored[i]:12.4f} | {p[i]:9.4f}"
         )
     s = found["success"]
-    print(f"\nmean success over levels {float(s.mean()):.3f}; weighted by P(replay) {float((p * s).sum()):.3f}")
+    print(
+        f"\nmean success over levels {float(s.mean()):.3f}; weighted by P(replay) {float((p * s).sum()):.3f}"
+    )
     bins = {"never (0)": s == 0, "sometimes": (s > 0) & (s < 1), "always (1)": s == 1}
     header = " | ".join(f"{name}: {int(mask.sum())} levels" for name, mask in bins.items())
     print(f"mean score by success bin ({header})")
@@ -144,7 +150,9 @@ def main() -> None:
         )
         print(f"  {key:20s} {means}")
     if state is not None:
-        means = " | ".join(f"{float(stored[mask].mean()) if mask.any() else float('nan'):.4f}" for mask in bins.values())
+        means = " | ".join(
+            f"{float(stored[mask].mean()) if mask.any() else float('nan'):.4f}" for mask in bins.values()
+        )
         print(f"  {'stored score':20s} {means}")
         means = " | ".join(f"{float(p[mask].sum()):.4f}" for mask in bins.values())
         print(f"  {'P(replay), summed':20s} {means}")
