@@ -112,6 +112,8 @@ NAV_PLR = [
 # the generalisation-gap regime: 50 training levels instead of 200 (uniform sampling then does worse
 # on the held-out levels than on its training levels), 400k steps (195 iterations)
 NAV_GAP = [*NAV_PLR, "env.params.levels.train=0-49", "train.total_steps=400000"]
+PVL = "curriculum.params.strategy=positive_value_loss"
+MAX_MC = "curriculum.params.strategy=max_mc"
 
 EXPERIMENTS: dict[str, Experiment] = {
     # LOLA's payoffs, u_i = r_i + s * r_j: against a cooperator C gives -1 - s and D gives -3s;
@@ -222,6 +224,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             Arm("uniform levels", "navigation_uniform.yaml", NAV_GAP),
             Arm("PLR (official defaults)", "navigation_plr.yaml", NAV_GAP),
             Arm("PLR (beta = 1)", "navigation_plr.yaml", [*NAV_GAP, "curriculum.params.temperature=1.0"]),
+            # the scores of Robust PLR and ACCEL (Jiang et al. 2021b; Parker-Holder et al. 2022), high only
+            # where returns beat the value's expectation (positive value loss) or fall short of the best
+            # return seen on the level (max_mc)
+            Arm("PLR (positive value loss)", "navigation_plr.yaml", [*NAV_GAP, PVL]),
+            Arm("PLR (positive value loss, beta = 0.3)", "navigation_plr.yaml",
+                [*NAV_GAP, PVL, "curriculum.params.temperature=0.3"]),
+            Arm("PLR (max_mc)", "navigation_plr.yaml", [*NAV_GAP, MAX_MC]),
+            Arm("PLR (max_mc, beta = 0.3)", "navigation_plr.yaml", [*NAV_GAP, MAX_MC, "curriculum.params.temperature=0.3"]),
         ],
         metrics=["test/collective_return", "test/success", "success"],
         seeds=3,
@@ -390,9 +400,7 @@ def train_arm(
     if cpu_minutes:
         extra.append(("cpu_budget", CpuBudget(cpu_minutes)))
     started, cpu = time.perf_counter(), time.process_time()
-    run_dir, _ = start_run(
-        recipe, run_id=f"{arm.label}-{seed}".replace(" ", "_").replace("/", "_"), extra_plugins=extra
-    )
+    run_dir, _ = start_run(recipe, run_id=run_id(arm.label, seed), extra_plugins=extra)
     return str(run_dir), time.perf_counter() - started, time.process_time() - cpu
 
 
@@ -575,7 +583,8 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
     """Train every (arm, seed) of an experiment, `args.jobs` at a time, each job on one core."""
     seeds = args.seeds or experiment.seeds
     arms = [arm for arm in experiment.arms if not args.arms or arm.label in args.arms]
-    jobs = [(arm, seed) for seed in range(seeds) for arm in arms]  # seed by seed: every arm advances
+    first = args.first_seed
+    jobs = [(arm, seed) for seed in range(first, first + seeds) for arm in arms]  # seed by seed: every arm advances
     results = {arm.label: ArmResult(runs=RunsOfArm(label=arm.label)) for arm in arms}
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
@@ -615,12 +624,57 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
     return list(results.values())
 
 
+def run_id(label: str, seed: int) -> str:
+    """The run directory name of one seed of an arm."""
+    return f"{label}-{seed}".replace(" ", "_").replace("/", "_")
+
+
+def collect_experiment(name: str, experiment: Experiment, args: argparse.Namespace) -> list[ArmResult]:
+    """The finished runs of an experiment found under `args.tables_from` (earlier runs of this script).
+
+    Each directory is a `runs in ...` directory this script printed; the arms (`--arms`, default
+    all) are found by their run directory names, every seed of each, from every directory given.
+    The wall column is then each run's training time from its own records (no evaluations).
+    """
+    arms = [arm for arm in experiment.arms if not args.arms or arm.label in args.arms]
+    results = []
+    for arm in arms:
+        result = ArmResult(runs=RunsOfArm(label=arm.label))
+        prefix = run_id(arm.label, 0)[:-1]  # the name up to the seed
+        found = [
+            path
+            for root in args.tables_from
+            for path in sorted((Path(root) / name).glob("*/*"))
+            if path.name.startswith(prefix) and path.name[len(prefix) :].isdigit()
+        ]
+        for path in found:
+            run = read_arm_run(str(path))
+            result.runs.runs.append(run)
+            result.walls.append(run.lines[-1]["seconds"])
+            if experiment.threshold:
+                result.crossings.append(
+                    first_crossing(
+                        run.lines,
+                        *experiment.threshold,
+                        when=experiment.threshold_when,
+                        for_iterations=experiment.threshold_for,
+                    )
+                )
+            print(f"{name}: {arm.label}: {path}", file=sys.stderr)
+        if found:
+            results.append(result)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("experiments", nargs="*")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per arm (default: per experiment)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run from this one (add seeds to an earlier run)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="override every arm's train.total_steps")
     parser.add_argument("--arms", nargs="+", default=None, help="run only these arms (labels, quoted)")
     parser.add_argument(
@@ -634,6 +688,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="PATH=VALUE", help="recipe override for every arm"
+    )
+    parser.add_argument(
+        "--tables-from",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="train nothing: print the tables of the finished runs in these earlier `runs in` directories",
     )
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
@@ -654,15 +715,19 @@ def main() -> None:
             parser.error(
                 f"no arm {missing[0]!r} in {', '.join(args.experiments)}; arms: {', '.join(sorted(labels))}"
             )
-    out = Path(tempfile.mkdtemp(prefix="reproductions-"))
-    print(f"runs in {out}", file=sys.stderr)
+    if args.tables_from is None:
+        out = Path(tempfile.mkdtemp(prefix="reproductions-"))
+        print(f"runs in {out}", file=sys.stderr)
     for name in args.experiments:
         experiment = EXPERIMENTS[name]
-        try:
-            results = run_experiment(name, experiment, args, out)
-        except IncentiveError as exc:  # a bad --set, say: the message names the field
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
+        if args.tables_from is not None:
+            results = collect_experiment(name, experiment, args)
+        else:
+            try:
+                results = run_experiment(name, experiment, args, out)
+            except IncentiveError as exc:  # a bad --set, say: the message names the field
+                print(f"error: {exc}", file=sys.stderr)
+                sys.exit(2)
         seeds = len(results[0].runs.runs) if results else 0
         print(f"\n## {name} ({seeds} seeds; IQM [95% CI] over seeds of each run's last 10% of iterations)")
         print(table(experiment, results), flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import struct
@@ -302,3 +303,33 @@ def test_every_reproduction_arm_loads_as_a_recipe_and_plr_arms_share_their_budge
     official = gap[1].curriculum.params
     assert (official["temperature"], official["staleness_coef"]) == (0.1, 0.1)
     assert official["strategy"] == "value_l1" and gap[2].curriculum.params["temperature"] == 1.0
+    # the Robust PLR / ACCEL scores: the label names the strategy and the temperature
+    for arm, recipe in zip(reproductions.EXPERIMENTS["plr_levels_gap"].arms[3:], gap[3:], strict=True):
+        params = recipe.curriculum.params
+        assert params["strategy"].replace("_", " ") in arm.label.replace("_", " "), arm.label
+        assert ("beta = 0.3" in arm.label) == (params.get("temperature", 0.1) == 0.3), arm.label
+
+
+def test_reproductions_tables_from_earlier_run_directories(tmp_path: Path):
+    reproductions = load_reproductions()
+    experiment = reproductions.Experiment(
+        arms=[reproductions.Arm("arm a", "x.yaml"), reproductions.Arm("arm a (b)", "x.yaml")],
+        metrics=["collective_return"],
+    )
+    # two earlier commands: seeds 0 of both arms in the first, seeds 1 and 2 of "arm a" in the second
+    runs = [(tmp_path / "first", "arm_a-0", 1.0), (tmp_path / "first", "arm_a_(b)-0", 7.0)]
+    runs += [(tmp_path / "second", "arm_a-1", 2.0), (tmp_path / "second", "arm_a-2", 6.0)]
+    for root, name, final in runs:
+        run_dir = write_run(root / "exp" / "tiny" / name, [0.0] * 9 + [final])
+        perf = [json.dumps({"perf/steps_per_s": 64.0}) + "\n"] * 10  # 8 x 16 steps: 2 s an iteration
+        (run_dir / "perf.jsonl").write_text("".join(perf))
+    args = argparse.Namespace(arms=None, tables_from=[str(tmp_path / "first"), str(tmp_path / "second")])
+    results = reproductions.collect_experiment("exp", experiment, args)
+    assert [r.runs.label for r in results] == ["arm a", "arm a (b)"]
+    assert [run.final("designer/collective_return") for run in results[0].runs.runs] == [1.0, 2.0, 6.0]
+    assert results[0].walls == [20.0] * 3 and len(results[1].runs.runs) == 1
+    lines = reproductions.table(experiment, results).splitlines()
+    # the IQM of three runs trims none of them (25% of 3 rounds down to 0): (1 + 2 + 6) / 3
+    assert [cell.strip() for cell in lines[2].split(" | ")[1:3]] == ["3", "3.000 [1.000, 6.000]"]
+    args.arms = ["arm a (b)"]
+    assert [r.runs.label for r in reproductions.collect_experiment("exp", experiment, args)] == ["arm a (b)"]
