@@ -343,6 +343,7 @@ class WorkerJob:
     heartbeat_interval: int
     grace_period: int
     batch: int = 1
+    workers: int = 1  # this command's workers, among which a batch takes its share of the open slots
 
 
 class Interrupt:
@@ -586,6 +587,17 @@ def batch_space_problem(recipe: Recipe) -> str | None:
     return None
 
 
+def fair_share(trials: int, workers: int) -> int:
+    """The most trials one batch may take: a worker's share of the budget, rounded up.
+
+    Without it, the first of several workers to ask would take a whole batch
+    of the budget and leave the others idle (16 trials, `--batch 16
+    --workers 2` once split 14 and 2), and workers asking at the same time
+    would each ask for every open slot and fail the asks beyond the budget.
+    """
+    return max(1, -(-trials // max(1, workers)))
+
+
 def _work_batched(
     job: WorkerJob,
     base: Recipe,
@@ -603,16 +615,16 @@ def _work_batched(
         if slots <= 0:
             return
         asked = []
-        for _ in range(min(job.batch, slots)):
+        for _ in range(min(job.batch, fair_share(job.budget, job.workers), slots)):
             trial = study.ask()
             trial.set_user_attr("worker", worker_id())
             trial.set_user_attr("interrupted", False)
             trials = study.get_trials(deepcopy=False)
             me = next(t for t in trials if t.number == trial.number)
-            if not budget.within(me, trials):
+            if not budget.within(me, trials):  # another worker took the last slots meanwhile
                 trial.set_user_attr("over_budget", True)
                 study.tell(trial, state=TrialState.FAIL)
-                continue
+                break
             asked.append(trial)
         if not asked:
             return
@@ -893,6 +905,7 @@ def run_study(
         heartbeat_interval=recipe.search.heartbeat_interval,
         grace_period=recipe.search.grace_period,
         batch=batch,
+        workers=settings.workers,
     )
     context = multiprocessing.get_context("spawn")
     workers: dict[int, Any] = {}

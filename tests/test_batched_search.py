@@ -205,3 +205,21 @@ def test_a_structure_search_with_a_payment_option_batches(tmp_path: Path):
     paid = [t for t in trials if t.params["incentives.0"] == "payments"]
     assert len({t.params["payments.contracts.0.amount"] for t in paid}) == 2  # two amounts, one batch
     _assert_each_trial_scores_as_alone(tmp_path, data, trials)
+
+
+@pytest.mark.parametrize(("trials", "workers", "share"), [(16, 2, 8), (15, 2, 8), (16, 1, 16), (1, 2, 1), (5, 3, 2)])
+def test_a_batch_takes_at_most_a_workers_share_of_the_budget(trials, workers, share):
+    from incentive.search import fair_share
+
+    assert fair_share(trials, workers) == share
+
+
+def test_two_workers_split_the_budget_into_even_batches_and_fail_no_ask(tmp_path: Path):
+    data = batched_data(tmp_path)
+    data["search"]["trials"] = 4
+    path = write(tmp_path, data)
+    run_search(str(path), "--batch", "4", "--workers", "2")
+    trials = load(study_dir(tmp_path)).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4  # no ask beyond the budget
+    assert [t.user_attrs["batch"] for t in trials] == [2, 2, 2, 2]
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
