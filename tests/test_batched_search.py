@@ -207,7 +207,9 @@ def test_a_structure_search_with_a_payment_option_batches(tmp_path: Path):
     _assert_each_trial_scores_as_alone(tmp_path, data, trials)
 
 
-@pytest.mark.parametrize(("trials", "workers", "share"), [(16, 2, 8), (15, 2, 8), (16, 1, 16), (1, 2, 1), (5, 3, 2)])
+@pytest.mark.parametrize(
+    ("trials", "workers", "share"), [(16, 2, 8), (15, 2, 8), (16, 1, 16), (1, 2, 1), (5, 3, 2)]
+)
 def test_a_batch_takes_at_most_a_workers_share_of_the_budget(trials, workers, share):
     from incentive.search import fair_share
 
