@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from incentive.league import (
+    LeagueLearners,
     Payoffs,
     TrainedOpponent,
     league_exploiter_probs,
@@ -186,7 +187,7 @@ def test_exploiters_train_snapshot_and_reset_by_the_rules(tmp_path):
         assert f"{player}@3" in names and f"{player}@6" in names
     # both exploiters were reset at iteration 6 (league_reset_prob 1): their weights are the initial ones
     for exploiter in league.exploiters.values():
-        for key, value in exploiter.ppo.net.state_dict().items():
+        for key, value in exploiter.net.state_dict().items():
             assert torch.equal(value, exploiter.initial["net"][key])
     # ... and they had trained: their snapshot at 6 differs from the initial weights
     snap = next(m for m in league.population.members if m.name == "main_exploiter_0@6")
@@ -316,37 +317,41 @@ def test_several_main_agents_split_the_main_instances_and_play_on_their_own(tmp_
 
 
 def test_each_main_agent_trains_only_on_its_own_seats_and_is_snapshotted(tmp_path, monkeypatch):
-    played, trained = defaultdict(list), defaultdict(list)  # per learner: seats it was asked, records
-    act, train = TrainedOpponent.act, TrainedOpponent.train
+    played, trained = defaultdict(list), []  # per learner: seats it was asked; per update: seats, rollout
+    act, train = TrainedOpponent.act, LeagueLearners.train
 
     def spy_act(self, obs, action_mask, seats):
         played[id(self)].append(seats.clone())
         return act(self, obs, action_mask, seats)
 
     def spy_train(self, rollout):
-        trained[id(self)].append((list(self.records), rollout))
+        trained.append((list(self.seats), list(self.records), rollout))
         return train(self, rollout)
 
     monkeypatch.setattr(TrainedOpponent, "act", spy_act)
-    monkeypatch.setattr(TrainedOpponent, "train", spy_train)
+    monkeypatch.setattr(LeagueLearners, "train", spy_train)
     training = _training(tmp_path, main_agents=2, checkpoint_min_iterations=2, checkpoint_max_iterations=3)
     league = training.hooks.pm.get_plugin("league")
     training.run()
     main = league.mains["main_1"]
     own = set(range(1, 16, 2))  # main agent 1's instances: every other one of the first half
-    assert len(played[id(main)]) == 6 * 8 and len(trained[id(main)]) == 6
+    assert len(played[id(main)]) == 6 * 8 and len(trained) == 6  # one batched update per iteration
     for seats in played[id(main)]:  # the loop asks it to act only in its own instances
-        assert set(seats.any(1).nonzero().flatten().tolist()) <= own
-    for records, rollout in trained[id(main)]:
-        assert records
-        for t, rows, _, _, _, _, _, seats in records:
-            assert set(rows.tolist()) <= own
-            assert bool(seats.any(1).all())  # every recorded row is one where it held a seat
-            assert not bool(rollout.learn_mask[t, rows].any())  # and none is the run learner's data
+        assert set(seats.any(1).nonzero().flatten().tolist()) == own
+    learners = league.learner_groups[0]
+    assert learners.names == ["main_1", "main_exploiter_0", "league_exploiter_0"]
+    assert set(learners.rows[learners.trial_of_row == main.trial].tolist()) == own
+    for seats, records, rollout in trained:
+        assert len(seats) == len(records) == 8  # one forward pass per step for all three learners
+        for t, step_seats in enumerate(seats):
+            assert records[t][0] == t and records[t][1].shape[0] == 24  # main_1's 8 + the exploiters' 16
+            rows = step_seats.any(1)
+            assert rows.nonzero().flatten().tolist() == sorted(own | set(range(16, 32)))
+            assert not bool((step_seats & rollout.learn_mask[t]).any())  # none is the run learner's data
     names = [m.name for m in league.population.members]
     assert "main_1@3" in names and "main_1@6" in names  # snapshotted at the max, like every player
     initial = main.initial["net"]  # and never reset: it trained
-    assert any(not torch.equal(v, initial[k]) for k, v in main.ppo.net.state_dict().items())
+    assert any(not torch.equal(v, initial[k]) for k, v in main.net.state_dict().items())
     metrics = training.last_metrics
     assert 0 < metrics["population/league/main_1/mirror_share"] <= 1
     assert 0 <= metrics["population/league/main_1/win_rate_history"] <= 1
