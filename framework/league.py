@@ -6,15 +6,34 @@ kept here, each testable on its own:
 - `Payoffs`: decayed win/draw/loss counts between any two players (not only
   the run's learner against a member), so every role can ask for its win rate
   x = (wins + 0.5 draws) / games against anyone; NaN before any game.
-- `TrainedOpponent`: a learner that fills opponent seats and trains on the
-  seats it played, for the exploiter roles. It has its own PPO network,
-  optimiser and random stream (`incentive.ppo.PPO`, the run's learner
-  settings). While the loop's rollout runs it records what it saw and did;
-  after the rollout it takes its rewards (the seat's shaped reward) and the
-  acting mask from the `Rollout` and runs the same PPO update as the run's
-  learner. Only steps of episodes that end within the rollout train it (no
-  bootstrap from a value at the cut, so no bias; a seat's tail is trained
-  the iteration its episode ends). It can be reset to its initial weights.
+- `LeagueLearners` and `TrainedOpponent`: the learners besides the run's
+  (main agents 1 .. N-1 and the exploiters), which fill seats on their own
+  instances and train on the seats they played. Each has its own network,
+  optimiser state and random stream (the run's learner settings), and all
+  of them are one batched learner: one `incentive.ppo.PPO` holding K trials
+  (K learners, trial k seeded as learner k), so a step costs one forward
+  pass for every learner and an iteration one `update_trials` over all K.
+  While the loop's rollout runs, the first learner the loop asks for actions
+  in a step acts for all of them (each on its own rows: no padding, see
+  `ActorCritic.own_rows`) and records what they saw and did; the others
+  read their actions from that pass. After the rollout each learner takes
+  its rewards (the seat's shaped reward) and the acting mask from the
+  `Rollout`, and its [T * E] batch (zeros outside its instances, as a lone
+  learner's) is stacked with the others' into one update. Only steps of
+  episodes that end within the rollout train a learner (no bootstrap from a
+  value at the cut, so no bias; a seat's tail is trained the iteration its
+  episode ends); a learner with fewer than two such samples sits the update
+  out. Each trial keeps its own optimiser step count
+  (`incentive.adam.TrialAdam`), so one learner can be reset to its initial
+  weights and a fresh optimiser while the others go on, and every learner
+  computes bit for bit what a lone PPO seeded like it computes (shared
+  networks; per-agent networks, `learner.share_parameters: false`, agree to
+  about 1e-7: the output layers' bias gradients sum over a differently laid
+  out gradient in the K-trial update). A `TrainedOpponent` is one learner
+  as a population member: `net` is a one-trial copy of its weights, so a
+  snapshot is a deep copy of that learner only. The K-trial PPO runs MLPs
+  only: with `learner.conv_channels`, each learner is a `LeagueLearners` of
+  its own (one PPO per learner, as before).
 - the matchmaking distributions of the three roles, as pure functions of
   win rates (below).
 

@@ -27,6 +27,11 @@ updating). Everything that reduces is per trial: minibatch permutations
 gradient-norm clip (a global clip would couple the trials) and the loss
 statistics; Adam is elementwise. So trial k computes bit for bit what a
 lone learner seeded like it computes, and K = 1 is the lone learner.
+
+The league's learners (`incentive.league.LeagueLearners`) are K trials too,
+with `independent_trials`: each trial keeps its own optimiser step count, an
+update can leave trials out, and they act on different numbers of rows
+(`ActorCritic.own_rows`).
 """
 
 from __future__ import annotations

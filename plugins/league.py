@@ -3,10 +3,13 @@
 Several learners train in one run. Main agent 0 is the run's own learner
 (the loop's PPO, the one the designer metrics measure). With `main_agents: N`
 (1 to 4), main agents 1 .. N-1 (`main_1`, `main_2`, ...) and every exploiter
-are learners of their own (`incentive.league.TrainedOpponent`: own network,
-optimiser and stream, the recipe's learner settings): each sits in seats of
-its own instances, records what it does there, and after each rollout takes
-one PPO update on those seats (rewards and acting mask from the rollout).
+are learners of their own (own network, optimiser and stream, the recipe's
+learner settings): each sits in seats of its own instances, records what it
+does there, and after each rollout takes one PPO update on those seats
+(rewards and acting mask from the rollout). They train as one batched
+learner (`incentive.league.LeagueLearners`: one forward pass per step and
+one update per iteration for all of them, each computing what it would
+alone); with `learner.conv_channels` each keeps a PPO of its own.
 
 Instances are split between the learners and keep their trainee for the whole
 run: the first `main_share` of them train the main agents, split evenly
@@ -67,10 +70,11 @@ i >= 1 `population/league/main_<i>/mirror_share` and `.../win_rate_history`
 distribution over the snapshots and bots.
 
 Limits: at most 4 main agents, and a league without one is an error;
-two-seat games; the other learners are trained one after the other (a loop
-over the few of them, each one batched over its instances), in
+two-seat games; the other learners are updated in
 `incentive_update_population`, which receives the rollout, after the
-iteration's metrics are written.
+iteration's metrics are written (so `perf/steps_per_s` leaves their update
+out); each learner's update runs over all T * E samples of the rollout,
+masked to its own seats, as a lone learner's did.
 """
 
 from __future__ import annotations
