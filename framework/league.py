@@ -432,7 +432,7 @@ class TrainedOpponent:
     # what a snapshot copies (`incentive.population.SnapshotPolicy` takes any learner)
     @property
     def net(self) -> Any:
-        """Its actor-critic network: a one-trial copy of its weights (a snapshot copies it again)."""
+        """Its actor-critic network: a one-trial copy of its weights (alone, K = 1: the network itself)."""
         return self.learners.trial_net(self.trial)
 
     @property

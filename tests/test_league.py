@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from incentive.errors import IncentiveError
 from incentive.league import (
     LeagueLearners,
     Payoffs,
@@ -575,3 +576,19 @@ def test_a_league_with_the_conv_torso_keeps_one_ppo_per_learner(tmp_path):
     assert _same(exploiter.net.state_dict(), exploiter.initial["net"])
     assert not _same(league.mains["main_1"].net.state_dict(), league.mains["main_1"].initial["net"])
     assert "population/league/main_1/entropy" in training.last_metrics
+
+
+def test_a_learner_seated_outside_its_own_instances_is_an_error(tmp_path):
+    training = _training(tmp_path, **BATCHED)
+    league = training.hooks.pm.get_plugin("league")
+    league.incentive_setup(run=training.context)
+    league.incentive_pick_opponents(run=training.context, iteration=1)
+    exploiter = league.exploiters["main_exploiter_0"]
+    seats = torch.zeros(32, 2, dtype=torch.bool)
+    seats[exploiter.learners.home[exploiter.trial], 0] = True
+    obs, mask = training.ts.obs, training.ts.action_mask
+    actions = exploiter.act(obs, mask, seats)  # its own instances: fine, all learners acted
+    assert actions.shape == (32, 2) and len(exploiter.learners.records) == 1
+    seats[0, 1] = True  # instance 0 is main agent 0's
+    with pytest.raises(IncentiveError, match="'main_exploiter_0' was seated outside its own instances"):
+        exploiter.act(obs, mask, seats)
