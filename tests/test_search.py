@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -64,6 +65,13 @@ def run_search(*args: str, check: bool = True, timeout: float = 240) -> subproce
     return result
 
 
+@functools.cache
+def rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    """One storage, so one connection pool, per server: a new one per poll of `wait_for` held its
+    connections until garbage collection, and a long wait ran the server out of connections."""
+    return optuna.storages.RDBStorage("postgresql+psycopg://" + url.split("://", 1)[1])
+
+
 def load(study_dir: Path, name: str = "tiny_search", url: str | None = None) -> optuna.Study:
     if url is None:
         from optuna.storages import JournalStorage
@@ -71,7 +79,7 @@ def load(study_dir: Path, name: str = "tiny_search", url: str | None = None) -> 
 
         storage = JournalStorage(JournalFileBackend(str(study_dir / "journal.log")))
     else:
-        storage = optuna.storages.RDBStorage("postgresql+psycopg://" + url.split("://", 1)[1])
+        storage = rdb_storage(url)
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -492,7 +500,11 @@ def test_sigkill_of_a_worker_reruns_its_trial_once(tmp_path):
 
 
 def test_sigint_stops_and_rerun_resumes_the_budget(tmp_path):
-    path = write(tmp_path, slow_trials(search_data(tmp_path / "runs", trials=4)))
+    data = slow_trials(search_data(tmp_path / "runs", trials=4))
+    # longer still: on a loaded machine the poll that sees trial 1 running can come so late that
+    # the whole study has finished (exit 0) before the signal is sent
+    data["train"]["total_steps"] *= 3
+    path = write(tmp_path, data)
     command = subprocess.Popen(
         [INCENTIVE, "search", str(path), "--workers", "1"],
         stdout=subprocess.PIPE,
@@ -501,6 +513,7 @@ def test_sigint_stops_and_rerun_resumes_the_budget(tmp_path):
     )
     out = study_dir(tmp_path)
     wait_for(running_trial(out), what="trial 1 running")
+    assert command.poll() is None, "the search ended before the signal: the trials are too short"
     command.send_signal(signal.SIGINT)
     stdout, stderr = command.communicate(timeout=120)
     assert command.returncode == 130, stdout + stderr
