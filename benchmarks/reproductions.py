@@ -20,8 +20,10 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
 Curricula (issue 10): `plr_navigation` (PLR vs uniform level sampling, mean
 test-level return, with its curve; `plr_levels_gap` the same on 50 training
 levels, where uniform sampling has a generalisation gap), `schedule_navigation`
-(6 x 6 rooms after 4 x 4 and 5 x 5 stages vs directly: env steps until the
-success rate on 6 x 6 rooms stays at the threshold for 3 iterations), `annealing_ipd` and
+(7 x 7 rooms after 4 x 4, 5 x 5 and 6 x 6 stages vs directly: env steps until the
+success rate on 7 x 7 rooms stays at the threshold for 3 iterations, and per seed the
+ratio of the direct arm's steps to the schedule's, censored as "> budget / steps" when
+the direct arm never gets there; `schedule_navigation_6x6` the earlier 6 x 6 target), `annealing_ipd` and
 `annealing_cleanup` (reward sharing s annealed 1 -> 0 vs s = 0 vs s = 1:
 metrics per seed in a window before s leaves 1 and in the run's last 10%,
 long after it reached 0).
@@ -80,6 +82,8 @@ class Experiment:
     threshold_when: tuple[str, float] | None = None
     # ... and only once the metric was >= value in this many reporting iterations in a row
     threshold_for: int = 1
+    # print, per seed, how many times fewer steps than this arm (label) each other arm took to the threshold
+    speedup_against: str | None = None
     curve_metric: str | None = None  # print this metric's IQM over seeds at 5 evenly spaced points
     # (label, first, last): per seed, each metric's mean over the iterations in that fraction of the run
     windows: list[tuple[str, float, float]] = field(default_factory=list)
@@ -227,10 +231,24 @@ EXPERIMENTS: dict[str, Experiment] = {
         seeds=3,
         curve_metric="test/collective_return",
     ),
-    # the hard task: 6 x 6 rooms (random play almost never succeeds); the schedule goes through 4 x 4
-    # and 5 x 5 rooms (recipes/navigation_schedule_6x6.yaml). The threshold counts only on iterations
-    # that, with the one before, handed out 6 x 6 rooms, and needs 3 such iterations in a row
+    # the hard task: 7 x 7 rooms with up to two walls, where a random pair succeeds in 0.6% of its
+    # episodes (6 x 6: 1.7%); the schedule goes through 4 x 4, 5 x 5 and 6 x 6 rooms, advancing at
+    # success >= 0.5 for 2 iterations (recipes/navigation_schedule_7x7.yaml). The threshold counts only
+    # on iterations that, with the one before, handed out 7 x 7 rooms, and needs 3 such in a row
     "schedule_navigation": Experiment(
+        arms=[
+            Arm("7 x 7 directly", "navigation_schedule_7x7.yaml", ["curriculum.params.stages=[{set: {size: 7}}]"]),
+            Arm("4 x 4, 5 x 5, 6 x 6, then 7 x 7", "navigation_schedule_7x7.yaml"),
+        ],
+        metrics=["success"],
+        seeds=3,
+        threshold=("success", 0.5),
+        threshold_when=("curriculum/param/size", 7.0),
+        threshold_for=3,
+        speedup_against="7 x 7 directly",
+    ),
+    # the earlier target, 6 x 6 rooms after 4 x 4 and 5 x 5 stages (1.2M steps; see the README)
+    "schedule_navigation_6x6": Experiment(
         arms=[
             Arm("6 x 6 directly", "navigation_schedule_6x6.yaml", ["curriculum.params.stages=[{set: {size: 6}}]"]),
             Arm("4 x 4, 5 x 5, then 6 x 6", "navigation_schedule_6x6.yaml"),
@@ -240,6 +258,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         threshold=("success", 0.5),
         threshold_when=("curriculum/param/size", 6.0),
         threshold_for=3,
+        speedup_against="6 x 6 directly",
     ),
     # s = 1 for the first 40% of the steps, annealed linearly to 0 over the next 20%, then 0
     "annealing_ipd": Experiment(
@@ -443,6 +462,65 @@ def first_crossing(
         if streak >= for_iterations:
             return line["train/global_step"], line["seconds"]
     return None
+
+
+def speedup(baseline: int | None, arm: int | None, budget: int) -> str:
+    """How many times fewer steps than the baseline an arm needed to the threshold, censored at the budget.
+
+    A run that never crossed is right-censored at `budget` (its steps): if only the baseline
+    never crossed, the ratio is at least budget / arm ("> 2.13"); if only the arm never crossed,
+    at most baseline / budget ("< 0.47"); if neither did, nothing is known ("-").
+
+    Args:
+        baseline: the baseline run's crossing step, or None if it never crossed.
+        arm: the arm's crossing step, or None.
+        budget: the env steps each run trained (equal for both).
+
+    """
+    if baseline is None and arm is None:
+        return "-"
+    if baseline is None:
+        return f"> {budget / arm:.2f}"
+    if arm is None:
+        return f"< {baseline / budget:.2f}"
+    return f"{baseline / arm:.2f}"
+
+
+def first_handed_out(lines: list[dict], when: tuple[str, float]) -> int | None:
+    """The env step of the first iteration whose `when` metric (full name) is >= its value, or None."""
+    for line in lines:
+        if line.get(when[0], float("-inf")) >= when[1]:
+            return line["train/global_step"]
+    return None
+
+
+def speedup_table(experiment: Experiment, results: list[ArmResult]) -> str:
+    """Per seed and arm: the steps to the threshold, where the hard task began, and the speedup."""
+    baseline = next(result for result in results if result.runs.label == experiment.speedup_against)
+    headers = ["arm", "seed", "hard task from", "threshold at", f"{baseline.runs.label}: threshold at",
+               "speedup (x fewer steps)"]  # fmt: skip
+    body = []
+    for result in results:
+        if result is baseline:
+            continue
+        for seed, (run, crossed) in enumerate(zip(result.runs.runs, result.crossings, strict=True)):
+            base_run, base_crossed = baseline.runs.runs[seed], baseline.crossings[seed]
+            budget = base_run.lines[-1]["train/global_step"]
+            equal = run.lines[-1]["train/global_step"] == budget  # a stopped run is censored elsewhere
+            start = first_handed_out(run.lines, experiment.threshold_when) if experiment.threshold_when else 0
+            body.append(
+                [
+                    result.runs.label,
+                    str(seed),
+                    "never" if start is None else f"{start:,}",
+                    f"{crossed[0]:,}" if crossed else f"never (> {budget:,})",
+                    f"{base_crossed[0]:,}" if base_crossed else f"never (> {budget:,})",
+                    speedup(base_crossed and base_crossed[0], crossed and crossed[0], budget)
+                    if equal
+                    else "budgets differ",
+                ]
+            )
+    return format_table(headers, body)
 
 
 def window_run(run: RunData, first: float, last: float) -> RunData:
@@ -666,6 +744,10 @@ def main() -> None:
         seeds = len(results[0].runs.runs) if results else 0
         print(f"\n## {name} ({seeds} seeds; IQM [95% CI] over seeds of each run's last 10% of iterations)")
         print(table(experiment, results), flush=True)
+        labels = [result.runs.label for result in results]
+        if experiment.speedup_against in labels and len(labels) > 1:
+            print("\nper seed: env steps to the threshold, and the baseline's steps / the arm's")
+            print(speedup_table(experiment, results), flush=True)
         if experiment.curve:
             print(curve_tables(experiment, results), flush=True)
         if experiment.curve_metric:
