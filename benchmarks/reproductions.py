@@ -409,10 +409,13 @@ def train_arm(
     if cpu_minutes:
         extra.append(("cpu_budget", CpuBudget(cpu_minutes)))
     started, cpu = time.perf_counter(), time.process_time()
-    run_dir, _ = start_run(
-        recipe, run_id=f"{arm.label}-{seed}".replace(" ", "_").replace("/", "_"), extra_plugins=extra
-    )
+    run_dir, _ = start_run(recipe, run_id=run_id(arm, seed), extra_plugins=extra)
     return str(run_dir), time.perf_counter() - started, time.process_time() - cpu
+
+
+def run_id(arm: Arm, seed: int) -> str:
+    """The run directory's name of an arm's seed."""
+    return f"{arm.label}-{seed}".replace(" ", "_").replace("/", "_")
 
 
 def read_arm_run(run_dir: str) -> RunData:
@@ -424,6 +427,8 @@ def read_arm_run(run_dir: str) -> RunData:
     run = load_run(run_dir)
     recipe = run.recipe
     perf = [json.loads(line) for line in (run.path / "perf.jsonl").read_text().splitlines()]
+    # a run still training may have written an iteration's metrics line but not its perf line yet
+    run.lines = run.lines[: len(perf)]
     per_iteration = recipe["env"]["num_envs"] * recipe["learner"]["rollout_steps"]
     seconds = 0.0
     for line, timing in zip(run.lines, perf, strict=True):
@@ -464,25 +469,26 @@ def first_crossing(
     return None
 
 
-def speedup(baseline: int | None, arm: int | None, budget: int) -> str:
-    """How many times fewer steps than the baseline an arm needed to the threshold, censored at the budget.
+def speedup(baseline: int | None, arm: int | None, baseline_steps: int, arm_steps: int) -> str:
+    """How many times fewer steps than the baseline an arm needed to the threshold, censored where runs end.
 
-    A run that never crossed is right-censored at `budget` (its steps): if only the baseline
-    never crossed, the ratio is at least budget / arm ("> 2.13"); if only the arm never crossed,
-    at most baseline / budget ("< 0.47"); if neither did, nothing is known ("-").
+    A run that never crossed is right-censored at the steps it trained: if only the baseline
+    never crossed, the ratio is at least baseline_steps / arm ("> 2.13"); if only the arm never
+    crossed, at most baseline / arm_steps ("< 0.47"); if neither did, nothing is known ("-").
 
     Args:
         baseline: the baseline run's crossing step, or None if it never crossed.
         arm: the arm's crossing step, or None.
-        budget: the env steps each run trained (equal for both).
+        baseline_steps: the env steps the baseline run trained (its budget, or so far).
+        arm_steps: the env steps the arm's run trained.
 
     """
     if baseline is None and arm is None:
         return "-"
     if baseline is None:
-        return f"> {budget / arm:.2f}"
+        return f"> {baseline_steps / arm:.2f}"
     if arm is None:
-        return f"< {baseline / budget:.2f}"
+        return f"< {baseline / arm_steps:.2f}"
     return f"{baseline / arm:.2f}"
 
 
@@ -504,20 +510,19 @@ def speedup_table(experiment: Experiment, results: list[ArmResult]) -> str:
         if result is baseline:
             continue
         for seed, (run, crossed) in enumerate(zip(result.runs.runs, result.crossings, strict=True)):
+            if seed >= len(baseline.runs.runs):
+                break
             base_run, base_crossed = baseline.runs.runs[seed], baseline.crossings[seed]
-            budget = base_run.lines[-1]["train/global_step"]
-            equal = run.lines[-1]["train/global_step"] == budget  # a stopped run is censored elsewhere
+            steps, base_steps = run.lines[-1]["train/global_step"], base_run.lines[-1]["train/global_step"]
             start = first_handed_out(run.lines, experiment.threshold_when) if experiment.threshold_when else 0
             body.append(
                 [
                     result.runs.label,
                     str(seed),
                     "never" if start is None else f"{start:,}",
-                    f"{crossed[0]:,}" if crossed else f"never (> {budget:,})",
-                    f"{base_crossed[0]:,}" if base_crossed else f"never (> {budget:,})",
-                    speedup(base_crossed and base_crossed[0], crossed and crossed[0], budget)
-                    if equal
-                    else "budgets differ",
+                    f"{crossed[0]:,}" if crossed else f"never (> {steps:,})",
+                    f"{base_crossed[0]:,}" if base_crossed else f"never (> {base_steps:,})",
+                    speedup(base_crossed and base_crossed[0], crossed and crossed[0], base_steps, steps),
                 ]
             )
     return format_table(headers, body)
@@ -672,25 +677,60 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
         ]
         for (arm, seed), future in zip(jobs, futures, strict=True):
             run_dir, wall, cpu = future.result()
-            run = read_arm_run(run_dir)
-            result = results[arm.label]
-            result.runs.runs.append(run)
-            result.walls.append(wall)
-            if experiment.threshold:
-                result.crossings.append(
-                    first_crossing(
-                        run.lines,
-                        *experiment.threshold,
-                        when=experiment.threshold_when,
-                        for_iterations=experiment.threshold_for,
-                    )
-                )
+            add_run(experiment, results[arm.label], read_arm_run(run_dir), wall)
             print(
                 f"{name}: {arm.label}, seed {seed}: {wall:.1f} s ({cpu:.1f} CPU s)",
                 file=sys.stderr,
                 flush=True,
             )
     return list(results.values())
+
+
+def add_run(experiment: Experiment, result: ArmResult, run: RunData, wall: float) -> None:
+    """Add one seed's run to its arm's result, with its threshold crossing."""
+    result.runs.runs.append(run)
+    result.walls.append(wall)
+    if experiment.threshold:
+        result.crossings.append(
+            first_crossing(
+                run.lines,
+                *experiment.threshold,
+                when=experiment.threshold_when,
+                for_iterations=experiment.threshold_for,
+            )
+        )
+
+
+def report_experiment(
+    name: str, experiment: Experiment, args: argparse.Namespace, out: Path
+) -> list[ArmResult]:
+    """The runs an earlier invocation left in `out` (finished or still training), without training.
+
+    Each arm takes its seeds 0, 1, ... in order while their run directories exist; a run still
+    training counts as far as it got (its crossing, if any, is final: later iterations cannot
+    move it; if none, it is censored at its last step). `wall s/run` is then training time.
+    """
+    seeds = args.seeds or experiment.seeds
+    results = []
+    for arm in experiment.arms:
+        if args.arms and arm.label not in args.arms:
+            continue
+        result = ArmResult(runs=RunsOfArm(label=arm.label))
+        for seed in range(seeds):
+            found = sorted((out / name).glob(f"*/{run_id(arm, seed)}"))
+            if not found:
+                break
+            run = read_arm_run(str(found[0]))
+            if not run.lines:
+                break
+            add_run(experiment, result, run, run.lines[-1]["seconds"])
+            steps, budget = run.lines[-1]["train/global_step"], run.recipe["train"]["total_steps"]
+            print(f"{name}: {arm.label}, seed {seed}: {steps:,} of {budget:,} steps", file=sys.stderr)
+        if result.runs.runs:
+            results.append(result)
+    if not results:
+        raise IncentiveError(f"{out / name}: no runs of {name} there (expected `<recipe name>/<arm>-<seed>`)")
+    return results
 
 
 def main() -> None:
@@ -713,6 +753,13 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="PATH=VALUE", help="recipe override for every arm"
     )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="print the tables of the runs an earlier invocation left in DIR (the printed 'runs in'), no training",
+    )
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
     if args.list or not args.experiments:
@@ -732,12 +779,15 @@ def main() -> None:
             parser.error(
                 f"no arm {missing[0]!r} in {', '.join(args.experiments)}; arms: {', '.join(sorted(labels))}"
             )
-    out = Path(tempfile.mkdtemp(prefix="reproductions-"))
+    out = args.report or Path(tempfile.mkdtemp(prefix="reproductions-"))
     print(f"runs in {out}", file=sys.stderr)
     for name in args.experiments:
         experiment = EXPERIMENTS[name]
         try:
-            results = run_experiment(name, experiment, args, out)
+            if args.report:
+                results = report_experiment(name, experiment, args, out)
+            else:
+                results = run_experiment(name, experiment, args, out)
         except IncentiveError as exc:  # a bad --set, say: the message names the field
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)

@@ -298,13 +298,15 @@ def test_schedule_navigation_compares_equal_budgets_on_one_hard_task(name, hard,
 
 def test_speedup_is_censored_at_the_budget():
     speedup = load_reproductions().speedup
-    assert speedup(800_000, 400_000, 1_700_000) == "2.00"
-    assert speedup(518_144, 225_280, 1_200_000) == "2.30"
+    assert speedup(800_000, 400_000, 1_700_000, 1_700_000) == "2.00"
+    assert speedup(518_144, 225_280, 1_200_000, 1_200_000) == "2.30"
     # the baseline never crossed: at least 1.7M / 700k = 2.428...
-    assert speedup(None, 700_000, 1_700_000) == "> 2.43"
+    assert speedup(None, 700_000, 1_700_000, 1_700_000) == "> 2.43"
+    # ... and a baseline still training (900k steps so far): at least 900k / 700k = 1.285...
+    assert speedup(None, 700_000, 900_000, 1_700_000) == "> 1.29"
     # the arm never crossed: at most 600k / 1.7M = 0.352...
-    assert speedup(600_000, None, 1_700_000) == "< 0.35"
-    assert speedup(None, None, 1_700_000) == "-"
+    assert speedup(600_000, None, 1_700_000, 1_700_000) == "< 0.35"
+    assert speedup(None, None, 1_700_000, 1_700_000) == "-"
 
 
 def test_speedup_table_per_seed_with_the_hard_task_start(tmp_path: Path):
@@ -365,3 +367,39 @@ def test_every_reproduction_arm_loads_as_a_recipe_and_plr_arms_share_their_budge
     official = gap[1].curriculum.params
     assert (official["temperature"], official["staleness_coef"]) == (0.1, 0.1)
     assert official["strategy"] == "value_l1" and gap[2].curriculum.params["temperature"] == 1.0
+
+
+def test_report_reads_the_runs_left_behind_even_one_still_training(capsys, tmp_path: Path):
+    reproductions = load_reproductions()
+    experiment = reproductions.Experiment(
+        arms=[reproductions.Arm("direct", "x.yaml"), reproductions.Arm("staged", "x.yaml")],
+        metrics=["collective_return"], threshold=("collective_return", 5.0), threshold_for=2,
+        speedup_against="direct", seeds=3,
+    )  # fmt: skip
+    root = tmp_path / "out" / "exp" / "recipe-name"
+
+    def run(arm: str, seed: int, values: list[float], perf_lines: int) -> None:
+        run_dir = write_run(root / f"{arm}-{seed}", values, seed=seed)
+        perf = [json.dumps({"perf/steps_per_s": 64.0}) for _ in range(perf_lines)]
+        (run_dir / "perf.jsonl").write_text("\n".join(perf) + "\n")
+
+    # 128 steps per iteration (tiny recipe: 2 s each at 64 steps/s)
+    run("direct", 0, [0, 0, 0, 0, 0, 0], 6)
+    run("direct", 1, [0, 6, 6, 0, 0], 5)
+    run("staged", 0, [0, 6, 7, 1, 1, 1], 6)
+    run("staged", 1, [0, 0, 0, 6, 9], 4)  # still training: the last iteration has no perf line yet
+    # no seed 2 of either arm yet
+    args = reproductions.argparse.Namespace(seeds=None, arms=None)
+    results = reproductions.report_experiment("exp", experiment, args, tmp_path / "out")
+    assert [len(result.runs.runs) for result in results] == [2, 2]
+    assert [run.lines[-1]["train/global_step"] for run in results[1].runs.runs] == [768, 512]
+    assert results[0].crossings == [None, (384, 6.0)] and results[1].crossings == [(384, 6.0), None]
+    assert results[1].walls == [12.0, 8.0]  # training seconds of the last line read
+    rows = reproductions.speedup_table(experiment, results).splitlines()[2:]
+    cells = [[cell.strip() for cell in row.split("|")] for row in rows]
+    assert cells[0] == ["staged", "0", "0", "384", "never (> 768)", "> 2.00"]
+    # seed 1: the schedule has not crossed in its 512 steps so far: at most 384 / 512
+    assert cells[1] == ["staged", "1", "0", "never (> 512)", "384", "< 0.75"]
+    assert "staged, seed 1: 512 of" in capsys.readouterr().err
+    with pytest.raises(IncentiveError, match="no runs of other"):
+        reproductions.report_experiment("other", experiment, args, tmp_path / "out")
