@@ -16,6 +16,7 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py plr_navigation --set env.params.max_size=7
     python benchmarks/reproductions.py ipd_opponents
     python benchmarks/reproductions.py --list
+    python benchmarks/reproductions.py schedule_navigation --report /tmp/reproductions-abc123  # tables only
 
 Curricula (issue 10): `plr_navigation` (PLR vs uniform level sampling, mean
 test-level return, with its curve; `plr_levels_gap` the same on 50 training
