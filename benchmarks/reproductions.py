@@ -428,8 +428,8 @@ def read_arm_run(run_dir: str) -> RunData:
     run = load_run(run_dir)
     recipe = run.recipe
     perf = [json.loads(line) for line in (run.path / "perf.jsonl").read_text().splitlines()]
-    # a run still training may have written an iteration's metrics line but not its perf line yet
-    run.lines = run.lines[: len(perf)]
+    # a run still training may have written one file's line of an iteration but not the other's yet
+    run.lines, perf = run.lines[: len(perf)], perf[: len(run.lines)]
     per_iteration = recipe["env"]["num_envs"] * recipe["learner"]["rollout_steps"]
     seconds = 0.0
     for line, timing in zip(run.lines, perf, strict=True):

@@ -385,7 +385,7 @@ def test_report_reads_the_runs_left_behind_even_one_still_training(capsys, tmp_p
 
     # 128 steps per iteration (tiny recipe: 2 s each at 64 steps/s)
     run("direct", 0, [0, 0, 0, 0, 0, 0], 6)
-    run("direct", 1, [0, 6, 6, 0, 0], 5)
+    run("direct", 1, [0, 6, 6, 0, 0], 6)  # still training: a perf line before its metrics line
     run("staged", 0, [0, 6, 7, 1, 1, 1], 6)
     run("staged", 1, [0, 0, 0, 6, 9], 4)  # still training: the last iteration has no perf line yet
     # no seed 2 of either arm yet
