@@ -16,7 +16,7 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py plr_navigation --set env.params.max_size=7
     python benchmarks/reproductions.py ipd_opponents
     python benchmarks/reproductions.py --list
-    python benchmarks/reproductions.py schedule_navigation --report /tmp/reproductions-abc123  # tables only
+    python benchmarks/reproductions.py schedule_navigation --tables-from /tmp/reproductions-abc123  # tables only
 
 Curricula (issue 10): `plr_navigation` (PLR vs uniform level sampling, mean
 test-level return, with its curve; `plr_levels_gap` the same on 50 training
@@ -117,6 +117,8 @@ NAV_PLR = [
 # the generalisation-gap regime: 50 training levels instead of 200 (uniform sampling then does worse
 # on the held-out levels than on its training levels), 400k steps (195 iterations)
 NAV_GAP = [*NAV_PLR, "env.params.levels.train=0-49", "train.total_steps=400000"]
+PVL = "curriculum.params.strategy=positive_value_loss"
+MAX_MC = "curriculum.params.strategy=max_mc"
 
 EXPERIMENTS: dict[str, Experiment] = {
     # LOLA's payoffs, u_i = r_i + s * r_j: against a cooperator C gives -1 - s and D gives -3s;
@@ -227,6 +229,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             Arm("uniform levels", "navigation_uniform.yaml", NAV_GAP),
             Arm("PLR (official defaults)", "navigation_plr.yaml", NAV_GAP),
             Arm("PLR (beta = 1)", "navigation_plr.yaml", [*NAV_GAP, "curriculum.params.temperature=1.0"]),
+            # the scores of Robust PLR and ACCEL (Jiang et al. 2021b; Parker-Holder et al. 2022), high only
+            # where returns beat the value's expectation (positive value loss) or fall short of the best
+            # return seen on the level (max_mc)
+            Arm("PLR (positive value loss)", "navigation_plr.yaml", [*NAV_GAP, PVL]),
+            Arm("PLR (positive value loss, beta = 0.3)", "navigation_plr.yaml",
+                [*NAV_GAP, PVL, "curriculum.params.temperature=0.3"]),
+            Arm("PLR (max_mc)", "navigation_plr.yaml", [*NAV_GAP, MAX_MC]),
+            Arm("PLR (max_mc, beta = 0.3)", "navigation_plr.yaml", [*NAV_GAP, MAX_MC, "curriculum.params.temperature=0.3"]),
         ],
         metrics=["test/collective_return", "test/success", "success"],
         seeds=3,
@@ -410,13 +420,8 @@ def train_arm(
     if cpu_minutes:
         extra.append(("cpu_budget", CpuBudget(cpu_minutes)))
     started, cpu = time.perf_counter(), time.process_time()
-    run_dir, _ = start_run(recipe, run_id=run_id(arm, seed), extra_plugins=extra)
+    run_dir, _ = start_run(recipe, run_id=run_id(arm.label, seed), extra_plugins=extra)
     return str(run_dir), time.perf_counter() - started, time.process_time() - cpu
-
-
-def run_id(arm: Arm, seed: int) -> str:
-    """The run directory's name of an arm's seed."""
-    return f"{arm.label}-{seed}".replace(" ", "_").replace("/", "_")
 
 
 def read_arm_run(run_dir: str) -> RunData:
@@ -659,7 +664,10 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
     """Train every (arm, seed) of an experiment, `args.jobs` at a time, each job on one core."""
     seeds = args.seeds or experiment.seeds
     arms = [arm for arm in experiment.arms if not args.arms or arm.label in args.arms]
-    jobs = [(arm, seed) for seed in range(seeds) for arm in arms]  # seed by seed: every arm advances
+    first = args.first_seed
+    jobs = [
+        (arm, seed) for seed in range(first, first + seeds) for arm in arms
+    ]  # seed by seed: every arm advances
     results = {arm.label: ArmResult(runs=RunsOfArm(label=arm.label)) for arm in arms}
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
@@ -702,35 +710,50 @@ def add_run(experiment: Experiment, result: ArmResult, run: RunData, wall: float
         )
 
 
-def report_experiment(
-    name: str, experiment: Experiment, args: argparse.Namespace, out: Path
-) -> list[ArmResult]:
-    """The runs an earlier invocation left in `out` (finished or still training), without training.
+def run_id(label: str, seed: int) -> str:
+    """The run directory name of one seed of an arm."""
+    return f"{label}-{seed}".replace(" ", "_").replace("/", "_")
 
-    Each arm takes its seeds 0, 1, ... in order while their run directories exist; a run still
-    training counts as far as it got (its crossing, if any, is final: later iterations cannot
-    move it; if none, it is censored at its last step). `wall s/run` is then training time.
+
+def collect_experiment(name: str, experiment: Experiment, args: argparse.Namespace) -> list[ArmResult]:
+    """The runs of an experiment found under `args.tables_from` (earlier runs of this script), no training.
+
+    Each directory is a `runs in ...` directory this script printed; the arms (`--arms`, default
+    all) are found by their run directory names, every seed of each (the first `--seeds` if given),
+    from every directory given.
+    A run still training counts as far as it got (its crossing, if any, is final: later iterations
+    cannot move it; if none, it is censored at its last step). The wall column is then each run's
+    training time from its own records (no evaluations).
+
+    Raises:
+        IncentiveError: no run of the experiment in any of the directories.
+
     """
-    seeds = args.seeds or experiment.seeds
+    arms = [arm for arm in experiment.arms if not args.arms or arm.label in args.arms]
     results = []
-    for arm in experiment.arms:
-        if args.arms and arm.label not in args.arms:
-            continue
+    for arm in arms:
         result = ArmResult(runs=RunsOfArm(label=arm.label))
-        for seed in range(seeds):
-            found = sorted((out / name).glob(f"*/{run_id(arm, seed)}"))
-            if not found:
-                break
-            run = read_arm_run(str(found[0]))
+        prefix = run_id(arm.label, 0)[:-1]  # the name up to the seed
+        found = [
+            path
+            for root in args.tables_from
+            for path in sorted((Path(root) / name).glob("*/*"))
+            if path.name.startswith(prefix) and path.name[len(prefix) :].isdigit()
+        ]
+        for path in found[: args.seeds] if getattr(args, "seeds", None) else found:
+            run = read_arm_run(str(path))
             if not run.lines:
-                break
+                continue
             add_run(experiment, result, run, run.lines[-1]["seconds"])
             steps, budget = run.lines[-1]["train/global_step"], run.recipe["train"]["total_steps"]
-            print(f"{name}: {arm.label}, seed {seed}: {steps:,} of {budget:,} steps", file=sys.stderr)
+            print(f"{name}: {arm.label}: {path} ({steps:,} of {budget:,} steps)", file=sys.stderr)
         if result.runs.runs:
             results.append(result)
     if not results:
-        raise IncentiveError(f"{out / name}: no runs of {name} there (expected `<recipe name>/<arm>-<seed>`)")
+        roots = ", ".join(str(root) for root in args.tables_from)
+        raise IncentiveError(
+            f"{roots}: no runs of {name} there (expected `{name}/<recipe name>/<arm>-<seed>`)"
+        )
     return results
 
 
@@ -740,6 +763,9 @@ def main() -> None:
     )
     parser.add_argument("experiments", nargs="*")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per arm (default: per experiment)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run from this one (add seeds to an earlier run)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="override every arm's train.total_steps")
     parser.add_argument("--arms", nargs="+", default=None, help="run only these arms (labels, quoted)")
     parser.add_argument(
@@ -755,11 +781,12 @@ def main() -> None:
         "--set", action="append", default=[], metavar="PATH=VALUE", help="recipe override for every arm"
     )
     parser.add_argument(
-        "--report",
-        type=Path,
+        "--tables-from",
+        nargs="+",
         default=None,
         metavar="DIR",
-        help="print the tables of the runs an earlier invocation left in DIR (the printed 'runs in'), no training",
+        help="train nothing: print the tables of the runs (finished or still training) in these earlier "
+        "`runs in` directories",
     )
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
@@ -780,16 +807,17 @@ def main() -> None:
             parser.error(
                 f"no arm {missing[0]!r} in {', '.join(args.experiments)}; arms: {', '.join(sorted(labels))}"
             )
-    out = args.report or Path(tempfile.mkdtemp(prefix="reproductions-"))
-    print(f"runs in {out}", file=sys.stderr)
+    if args.tables_from is None:
+        out = Path(tempfile.mkdtemp(prefix="reproductions-"))
+        print(f"runs in {out}", file=sys.stderr)
     for name in args.experiments:
         experiment = EXPERIMENTS[name]
         try:
-            if args.report:
-                results = report_experiment(name, experiment, args, out)
+            if args.tables_from is not None:
+                results = collect_experiment(name, experiment, args)
             else:
                 results = run_experiment(name, experiment, args, out)
-        except IncentiveError as exc:  # a bad --set, say: the message names the field
+        except IncentiveError as exc:  # a bad --set, say, or no runs to read: the message says which
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
         seeds = len(results[0].runs.runs) if results else 0

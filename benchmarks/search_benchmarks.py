@@ -6,15 +6,28 @@
     python benchmarks/search_benchmarks.py pruning     # median pruner vs none on the quickstart search
     python benchmarks/search_benchmarks.py throughput  # trials/hour with 1 and 2 workers (Cleanup); storage share
 
+    python benchmarks/search_benchmarks.py payment --batch 16 --workers 1 --payment-trials 32
+
 Each experiment runs the real command (`incentive search ...`, W&B disabled to
 time training, not logging) in a fresh log directory under
-`benchmarks/out/` and prints what it found, from the study's own storage.
+`benchmarks/out/` and prints what it found, from the study's own storage,
+with the command's wall time and CPU time (user + system of the command and
+every worker and verification process it started and waited for, from
+`getrusage(RUSAGE_CHILDREN)`: other load on the machine inflates the wall
+time, much less the CPU time).
+
+`--batch K` (payment, structure) passes `--batch K` to `incentive search`:
+K trials asked at once and trained as one batched training; the study is
+named `<experiment>-batch<K>`. TPE has no result while it asks a batch, so
+the first batch is random search; `--payment-trials` (say 32 with
+`--batch 16 --workers 1`) gives TPE a second batch informed by the first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -30,7 +43,10 @@ INCENTIVE = str(Path(sys.executable).parent / "incentive")
 
 
 def search(recipe: str, study: str, *args: str) -> tuple[optuna.Study, float, Path]:
-    """Run `incentive search` in a fresh directory; returns the study, the wall time, the study dir."""
+    """Run `incentive search` in a fresh directory; returns the study, the wall time, the study dir.
+
+    Prints the wall and CPU seconds (the command and all its processes).
+    """
     log_dir = OUT / study
     shutil.rmtree(log_dir, ignore_errors=True)
     command = [
@@ -46,9 +62,13 @@ def search(recipe: str, study: str, *args: str) -> tuple[optuna.Study, float, Pa
         *args,
     ]
     print("$", " ".join(command[1:]), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"# {study}: wall {wall:.0f} s, CPU {cpu:.0f} s (user {after.ru_utime - before.ru_utime:.0f} s)")
     name = json.loads(json.dumps(recipe)).removesuffix(".yaml")
     study_dir = log_dir / name / "studies" / study
     storage = optuna.storages.JournalStorage(
@@ -76,8 +96,19 @@ def table(study: optuna.Study, study_dir: Path) -> None:
     print("\n".join(best))
 
 
+def batch_args(args, name: str) -> tuple[str, list[str]]:
+    """The study name and the `--batch` option of an experiment (`<name>-batch<K>` when batched)."""
+    if args.batch > 1:
+        return f"{name}-batch{args.batch}", ["--batch", str(args.batch)]
+    return name, []
+
+
 def payment(args) -> None:
-    study, wall, study_dir = search("search_cleanup_payment.yaml", "payment", "--workers", str(args.workers))
+    name, batch = batch_args(args, "payment")
+    trials = ["--trials", str(args.payment_trials)] if args.payment_trials else []
+    study, wall, study_dir = search(
+        "search_cleanup_payment.yaml", name, "--workers", str(args.workers), *trials, *batch
+    )
     table(study, study_dir)
     amounts = [
         (t.values[0], t.params["incentives.0.params.contracts.0.amount"]) for t in counted(study) if t.values
@@ -91,9 +122,11 @@ def payment(args) -> None:
 
 
 def structure(args) -> None:
+    name, batch = batch_args(args, "structure")
     study, wall, study_dir = search(
         "search_cleanup_structure.yaml",
-        "structure",
+        name,
+        *batch,
         "--workers",
         str(args.workers),
         "--trials",
@@ -217,6 +250,15 @@ def main() -> None:
     )
     parser.add_argument("--structure-trials", type=int, default=24, help="structure: the study's budget")
     parser.add_argument("--repeats", type=int, default=2, help="structure: seeds per design")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="payment, structure: `incentive search --batch K` (1: unbatched)"
+    )
+    parser.add_argument(
+        "--payment-trials",
+        type=int,
+        default=None,
+        help="payment: the study's budget (default: the recipe's 16)",
+    )
     args = parser.parse_args()
     for name in args.experiment:
         print(f"== {name}", flush=True)

@@ -13,15 +13,22 @@ on CPU), so its updates are bit-identical to it (tested), and its
 the other.
 
 Parameters: `lr`, `betas` (b1, b2), `eps`; no weight decay, no AMSGrad.
+
+`TrialAdam` is Adam for K independent learners whose parameters are stacked
+along the first dimension (the league's learners, `incentive.league`): each
+trial has its own step count t, so one trial can skip an update or be reset
+to a fresh optimiser while the others go on, and trial k's rows compute bit
+for bit what a lone `Adam` over trial k's parameters computes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
-__all__ = ["Adam"]
+__all__ = ["Adam", "TrialAdam"]
 
 
 class Adam:
@@ -59,16 +66,27 @@ class Adam:
     @torch.no_grad()
     def step(self) -> None:
         """One Adam update of every parameter that has a gradient."""
-        beta1, beta2 = self.betas
         self.steps += 1
-        step = float(self.steps)
+        grads = [p.grad for p in self.params]
+        self._update(self.params, grads, self.exp_avg, self.exp_avg_sq, self.steps)
+
+    def _update(
+        self,
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor | None],
+        exp_avgs: list[torch.Tensor],
+        exp_avg_sqs: list[torch.Tensor],
+        steps: int,
+    ) -> None:
+        """The update at step count `steps` of `params` (parameters, or views of their rows)."""
+        beta1, beta2 = self.betas
+        step = float(steps)
         bias_correction1 = 1 - beta1**step
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         step_size = self.lr / bias_correction1
-        for p, exp_avg, exp_avg_sq in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
-            if p.grad is None:
+        for p, grad, exp_avg, exp_avg_sq in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
+            if grad is None:
                 continue
-            grad = p.grad
             exp_avg.lerp_(grad, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
@@ -115,3 +133,129 @@ class Adam:
             self.exp_avg[i].copy_(saved["exp_avg"])
             self.exp_avg_sq[i].copy_(saved["exp_avg_sq"])
             self.steps = int(float(saved["step"]))
+
+
+class TrialAdam(Adam):
+    """Adam over K trials stacked along every parameter's first dimension, each with its own step count.
+
+    Trial k owns rows [k*R/K, (k+1)*R/K) of each parameter (R rows). While every trial steps together
+    and their counts agree, one update runs over whole parameters (as `Adam` does for batched
+    trials); otherwise each stepping trial's rows run `Adam`'s ops on their own, at their own count.
+
+    Args:
+        params: the stacked parameters.
+        trials: K.
+        lr: learning rate, shared.
+        betas: decay rates of the moment estimates.
+        eps: added to the denominator.
+
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        *,
+        trials: int,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps)
+        self.trials = trials
+        self.trial_steps = [0] * trials
+        for p in self.params:
+            if p.shape[0] % trials:
+                raise ValueError(f"a parameter of {p.shape[0]} rows does not split into {trials} trials")
+
+    def _rows(self, tensors: list[Any], trial: int) -> list[Any]:
+        """Trial `trial`'s rows of each tensor (views; None stays None)."""
+        out = []
+        for x in tensors:
+            per = 0 if x is None else x.shape[0] // self.trials
+            out.append(None if x is None else x[trial * per : (trial + 1) * per])
+        return out
+
+    @torch.no_grad()
+    def step(self, active: list[bool] | None = None) -> None:
+        """One update of the trials in `active` (default all); the others keep weights, moments, count."""
+        active = [True] * self.trials if active is None else list(active)
+        if len(active) != self.trials:
+            raise ValueError(f"active names {len(active)} trials, the optimizer holds {self.trials}")
+        for k, on in enumerate(active):
+            self.trial_steps[k] += int(on)
+        grads = [p.grad for p in self.params]
+        if all(active) and len(set(self.trial_steps)) == 1:
+            self.steps = self.trial_steps[0]
+            self._update(self.params, grads, self.exp_avg, self.exp_avg_sq, self.steps)
+            return
+        for k, on in enumerate(active):
+            if on:
+                self._update(
+                    self._rows(self.params, k),
+                    self._rows(grads, k),
+                    self._rows(self.exp_avg, k),
+                    self._rows(self.exp_avg_sq, k),
+                    self.trial_steps[k],
+                )
+
+    def reset_trial(self, trial: int) -> None:
+        """A fresh optimiser for one trial: zero moments, count 0."""
+        for m in self._rows(self.exp_avg, trial) + self._rows(self.exp_avg_sq, trial):
+            m.zero_()
+        self.trial_steps[trial] = 0
+
+    def trial_state_dict(self, trial: int) -> dict:
+        """One trial's state as a lone `Adam.state_dict()` over its rows of each parameter."""
+        steps = self.trial_steps[trial]
+        step = torch.tensor(float(steps), dtype=torch.float32)
+        moments = zip(self._rows(self.exp_avg, trial), self._rows(self.exp_avg_sq, trial), strict=True)
+        return {
+            "state": {
+                i: {"step": step.clone(), "exp_avg": m.clone(), "exp_avg_sq": v.clone()}
+                for i, (m, v) in enumerate(moments)
+                if steps > 0
+            },
+            "param_groups": [
+                {
+                    "lr": self.lr,
+                    "betas": self.betas,
+                    "eps": self.eps,
+                    "weight_decay": 0,
+                    "amsgrad": False,
+                    "params": list(range(len(self.params))),
+                }
+            ],
+        }
+
+    def load_trial_state_dict(self, trial: int, state: dict) -> None:
+        """Restore one trial from a lone `Adam.state_dict()` (`trial_state_dict`'s layout)."""
+        group = state["param_groups"][0]
+        if len(group["params"]) != len(self.params):
+            raise ValueError(
+                f"optimizer state holds {len(group['params'])} parameters, the network {len(self.params)}"
+            )
+        self.lr = float(group["lr"])
+        self.betas = (float(group["betas"][0]), float(group["betas"][1]))
+        self.eps = float(group["eps"])
+        self.trial_steps[trial] = 0
+        moments = zip(self._rows(self.exp_avg, trial), self._rows(self.exp_avg_sq, trial), strict=True)
+        for i, (m, v) in zip(group["params"], moments, strict=True):
+            saved = state["state"].get(i)
+            if saved is None:
+                m.zero_()
+                v.zero_()
+                continue
+            m.copy_(saved["exp_avg"])
+            v.copy_(saved["exp_avg_sq"])
+            self.trial_steps[trial] = int(float(saved["step"]))
+
+    def state_dict(self) -> dict:
+        """Every trial's `trial_state_dict`."""
+        return {"trials": [self.trial_state_dict(k) for k in range(self.trials)]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict`."""
+        if len(state["trials"]) != self.trials:
+            raise ValueError(f"optimizer state holds {len(state['trials'])} trials, this one {self.trials}")
+        for k, trial in enumerate(state["trials"]):
+            self.load_trial_state_dict(k, trial)

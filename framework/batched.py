@@ -34,6 +34,16 @@ bytes: the bias gradient of the last layer is a sum
 over rows whose memory order autograd chooses from the layout of the
 incoming gradient, and that layout differs between one trial and K.
 
+What may differ between the trials of a batch (`plan_batch`): seeds, which
+incentive plugins are on (a trial without one gets a zero term on its
+instances), and numeric incentive parameters the plugin reads per instance,
+its `task_params` (`reward_sharing.s`, `inequity_aversion.alpha`, nested ones
+such as `payments`' `contracts.<k>.amount`). Plugin params are compared leaf
+by leaf with their defaults filled in; any other difference (a contract's
+name or condition, a list of another length, the env, the learner, the
+budget) is refused naming the field, and a search then trains its trials
+one at a time.
+
 What a batched run refuses (clear message, exit 2), because it would couple
 the trials or cannot be split by instance: curriculum and opponent plugins
 (`curriculum`, `opponents`), plugins implementing hooks other than set-up,
@@ -85,6 +95,7 @@ import math
 import re
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +113,7 @@ from incentive.plugin_manager import Hooks, make_plugin_manager
 from incentive.ppo import PPO, Batch
 from incentive.recipe import Recipe
 from incentive.sizes import check_sizes, episode_warnings
-from incentive.tasks import TaskState
+from incentive.tasks import TaskState, accepts_task_param
 from incentive.types import LEARNER, RunContext
 
 __all__ = [
@@ -222,6 +233,64 @@ def _first_difference(a: Any, b: Any, path: str) -> str | None:
     return None if a == b else path
 
 
+_OFF = object()
+"""A trial whose design has the plugin off (its instances get a zero term, any value serves)."""
+
+
+def _full_params(cls: Any, raw: dict[str, Any]) -> Any:
+    """A plugin entry's params with every default filled in (validated by the plugin's Params).
+
+    Trials are compared on what the plugin runs with, so a field one trial
+    omits and another sets to its default is the same. Params that do not
+    validate are compared as written (building the plugin reports them).
+    """
+    model = getattr(cls, "Params", None)
+    if model is None:
+        return raw
+    try:
+        return model.model_validate(raw).model_dump(mode="json")
+    except (ValueError, TypeError):
+        return raw
+
+
+def _param_leaves(
+    values: list[Any], path: str, *, source: str, where: str
+) -> Iterator[tuple[str, list[Any]]]:
+    """(dotted path, per-trial values) of every leaf of K trials' plugin params, `_OFF` where off.
+
+    Dicts are walked by key and lists by index, so `contracts.0.amount` is
+    a leaf; anything else (a number, a string, None, dicts against lists)
+    is a leaf compared as a whole.
+
+    Raises:
+        RecipeError: a list whose length differs between trials, naming its field.
+
+    """
+    on = [v for v in values if v is not _OFF]
+    if on and all(isinstance(v, dict) for v in on):
+        for key in sorted(set().union(*on), key=str):
+            child = f"{path}.{key}" if path else str(key)
+            yield from _param_leaves(
+                [v if v is _OFF else v.get(key) for v in values], child, source=source, where=where
+            )
+        return
+    if on and all(isinstance(v, list) for v in on):
+        lengths = sorted({len(v) for v in on})
+        if len(lengths) > 1:
+            raise RecipeError(
+                f"{source}: field '{where}.{path}' differs between batched trials: lists of "
+                f"{' and '.join(map(str, lengths))} items; trials in one batch need lists of one length "
+                "(only numeric per-instance parameters inside them may differ); cannot be batched"
+            )
+        for i in range(lengths[0]):
+            child = f"{path}.{i}" if path else str(i)
+            yield from _param_leaves(
+                [v if v is _OFF else v[i] for v in values], child, source=source, where=where
+            )
+        return
+    yield path, values
+
+
 @dataclass
 class BatchPlan:
     """How K trial recipes run as one: the union recipe, per-trial plugin on/off, per-instance params.
@@ -229,8 +298,9 @@ class BatchPlan:
     Attributes:
         base: trial 0's recipe with the union of every trial's incentives (in recipe order).
         plugins: per trial, the run names of its incentive plugins.
-        params: task key (`incentives.<i>.params.<field>`) -> per-trial value, for every
-            parameter that differs between trials (or belongs to a plugin some trial lacks).
+        params: task key (`incentives.<i>.params.<field>`, `<field>` a dotted path down to a
+            leaf such as `contracts.0.amount`) -> per-trial value, for every numeric
+            parameter that differs between the trials that have the plugin on.
     """
 
     base: Recipe
@@ -240,6 +310,12 @@ class BatchPlan:
 
 def plan_batch(recipes: list[Recipe]) -> BatchPlan:
     """Check that the trial recipes can train as one batch, and plan it.
+
+    Plugin params are compared down to their leaves, defaults filled in: a
+    numeric leaf the plugin reads per instance (`accepts_task_param`, e.g.
+    `contracts.0.amount` of `payments`) may differ and becomes a task key;
+    any other differing leaf (a contract's name or condition) or a list of
+    another length is refused.
 
     Raises:
         RecipeError: naming the first field that differs and cannot be batched
@@ -285,7 +361,8 @@ def plan_batch(recipes: list[Recipe]) -> BatchPlan:
     for index, (name, entry) in enumerate(union):
         present = [trial.get(name) for trial in per_trial]
         info = plugins.get(entry["plugin"])
-        task_params = tuple(getattr(info.load(), "task_params", ()) or ()) if info is not None else ()
+        cls = info.load() if info is not None else None
+        task_params = tuple(getattr(cls, "task_params", ()) or ())
         for other in present:
             if other is not None and other["plugin"] != entry["plugin"]:
                 raise RecipeError(
@@ -299,25 +376,20 @@ def plan_batch(recipes: list[Recipe]) -> BatchPlan:
                         f"{recipes[0].source}: field 'incentives.{index}.{found}' differs between batched "
                         "trials and cannot be batched"
                     )
-        fields = sorted({key for other in present if other is not None for key in other["params"]})
-        for field in fields:
-            values = [other["params"].get(field) if other is not None else None for other in present]
-            given = [v for v in values if v is not None]
-            if all(v == given[0] for v in given) and None not in values:
-                continue
+        where = f"incentives.{index}.params"
+        values = [_OFF if other is None else _full_params(cls, other["params"]) for other in present]
+        for field, leaf in _param_leaves(values, "", source=recipes[0].source, where=where):
+            given = [v for v in leaf if v is not _OFF]
+            if all(v == given[0] for v in given):
+                continue  # the same in every trial that has the plugin on: nothing to vary
             numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in given)
-            if not numeric or field not in task_params:
-                if all(v == given[0] for v in given):
-                    continue  # the same everywhere it is on: nothing to vary
+            if not numeric or not accepts_task_param(cls, field):
                 raise RecipeError(
-                    f"{recipes[0].source}: field 'incentives.{index}.params.{field}' differs between batched "
+                    f"{recipes[0].source}: field '{where}.{field}' differs between batched "
                     f"trials, and plugin {entry['plugin']!r} cannot vary it per env instance (it accepts "
                     f"{', '.join(task_params) or 'none'}); cannot be batched"
                 )
-            default = float(entry["params"].get(field, given[0]))
-            params[f"incentives.{index}.params.{field}"] = [
-                default if v is None else float(v) for v in values
-            ]
+            params[f"{where}.{field}"] = [float(given[0]) if v is _OFF else float(v) for v in leaf]
     data = recipes[0].model_dump(mode="json")
     data["incentives"] = [entry for _, entry in union]
     from incentive.recipe import validate_recipe

@@ -6,15 +6,34 @@ kept here, each testable on its own:
 - `Payoffs`: decayed win/draw/loss counts between any two players (not only
   the run's learner against a member), so every role can ask for its win rate
   x = (wins + 0.5 draws) / games against anyone; NaN before any game.
-- `TrainedOpponent`: a learner that fills opponent seats and trains on the
-  seats it played, for the exploiter roles. It has its own PPO network,
-  optimiser and random stream (`incentive.ppo.PPO`, the run's learner
-  settings). While the loop's rollout runs it records what it saw and did;
-  after the rollout it takes its rewards (the seat's shaped reward) and the
-  acting mask from the `Rollout` and runs the same PPO update as the run's
-  learner. Only steps of episodes that end within the rollout train it (no
-  bootstrap from a value at the cut, so no bias; a seat's tail is trained
-  the iteration its episode ends). It can be reset to its initial weights.
+- `LeagueLearners` and `TrainedOpponent`: the learners besides the run's
+  (main agents 1 .. N-1 and the exploiters), which fill seats on their own
+  instances and train on the seats they played. Each has its own network,
+  optimiser state and random stream (the run's learner settings), and all
+  of them are one batched learner: one `incentive.ppo.PPO` holding K trials
+  (K learners, trial k seeded as learner k), so a step costs one forward
+  pass for every learner and an iteration one `update_trials` over all K.
+  While the loop's rollout runs, the first learner the loop asks for actions
+  in a step acts for all of them (each on its own rows: no padding, see
+  `ActorCritic.own_rows`) and records what they saw and did; the others
+  read their actions from that pass. After the rollout each learner takes
+  its rewards (the seat's shaped reward) and the acting mask from the
+  `Rollout`, and its [T * E] batch (zeros outside its instances, as a lone
+  learner's) is stacked with the others' into one update. Only steps of
+  episodes that end within the rollout train a learner (no bootstrap from a
+  value at the cut, so no bias; a seat's tail is trained the iteration its
+  episode ends); a learner with fewer than two such samples sits the update
+  out. Each trial keeps its own optimiser step count
+  (`incentive.adam.TrialAdam`), so one learner can be reset to its initial
+  weights and a fresh optimiser while the others go on, and every learner
+  computes bit for bit what a lone PPO seeded like it computes (shared
+  networks; per-agent networks, `learner.share_parameters: false`, agree to
+  about 1e-7: the output layers' bias gradients sum over a differently laid
+  out gradient in the K-trial update). A `TrainedOpponent` is one learner
+  as a population member: `net` is a one-trial copy of its weights, so a
+  snapshot is a deep copy of that learner only. The K-trial PPO runs MLPs
+  only: with `learner.conv_channels`, each learner is a `LeagueLearners` of
+  its own (one PPO per learner, as before).
 - the matchmaking distributions of the three roles, as pure functions of
   win rates (below).
 
@@ -52,12 +71,14 @@ from typing import Any
 
 import torch
 
-from incentive.population import pfsp_weights, seated_inputs
-from incentive.ppo import PPO, Batch, compute_gae
+from incentive.errors import IncentiveError
+from incentive.population import pfsp_weights
+from incentive.ppo import MASKED_LOGIT, PPO, ActorCritic, Batch, compute_gae, gumbel_max
 from incentive.recipe import LearnerSpec
 from incentive.types import Rollout, RunContext
 
 __all__ = [
+    "LeagueLearners",
     "Payoffs",
     "TrainedOpponent",
     "league_exploiter_probs",
@@ -195,148 +216,268 @@ class Payoffs:
         self.counts = {(int(a), int(b)): [w, d, l_] for a, b, w, d, l_ in state}
 
 
-# --- a trained opponent ------------------------------------------------------------------
+# --- the trained opponents, as one batched learner ------------------------------------------
 
 
-class TrainedOpponent:
-    """A learner in opponent seats: its own network, trained on the seats it played (see the module).
+class LeagueLearners:
+    """The league's learners besides the run's, trained as one batched learner (see the module).
+
+    Learner k is trial k of one `incentive.ppo.PPO` with K trials: its own networks (groups
+    k*G .. (k+1)*G - 1), its own random stream and its own optimiser state and step count
+    (`independent_trials`), so it computes bit for bit what a lone PPO seeded like it computes.
+    Learner k plays on its own instances `homes[k]` only, in every step of every rollout.
 
     Args:
         run: the run (its env's spaces, its step counter).
         config: PPO settings (the recipe's learner section).
-        seed: seed of its initialisation and sampling stream.
+        seeds: per learner, the seed of its initialisation and sampling stream.
+        homes: per learner, the instances it plays and trains on ([n_k] indices, disjoint).
+        names: per learner, its name (for error messages).
 
     """
 
-    def __init__(self, *, run: RunContext, config: LearnerSpec, seed: int) -> None:
+    def __init__(
+        self,
+        *,
+        run: RunContext,
+        config: LearnerSpec,
+        seeds: list[int],
+        homes: list[torch.Tensor],
+        names: list[str],
+    ) -> None:
         self.run = run
         self.agents = list(run.agents)
-        self.ppo = PPO.for_env(config, run.env, self.agents, torch.Generator().manual_seed(seed))
-        self.initial = copy.deepcopy(
-            {"net": self.ppo.net.state_dict(), "optimizer": self.ppo.optimizer.state_dict()}
+        self.names = list(names)
+        self.trials = len(seeds)
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        stream = self.generators if self.trials > 1 else self.generators[0]
+        self.ppo = PPO.for_env(config, run.env, self.agents, stream, independent_trials=True)
+        self.initial = [
+            {"net": self.ppo.trial_net_state(k), "optimizer": self.ppo.optimizer.trial_state_dict(k)}
+            for k in range(self.trials)
+        ]
+        self.counts = [len(home) for home in homes]
+        self.rows = torch.cat([home.long() for home in homes])  # [R] every learner's instances, in order
+        self.trial_of_row = torch.repeat_interleave(torch.arange(self.trials), torch.tensor(self.counts))
+        self.home = torch.zeros(self.trials, run.num_envs, dtype=torch.bool)
+        self.home[self.trial_of_row, self.rows] = True
+        self._template = None  # a one-trial network's layout; K > 1 learners' weights are loaded into copies
+        if self.trials > 1:
+            self._template = ActorCritic(
+                groups=self.ppo.net.groups,
+                obs_dim=self.ppo.feature_dim,
+                num_actions=self.ppo.num_actions,
+                hidden=list(config.hidden_sizes),
+                generator=torch.Generator(),  # throwaway: its weights are always overwritten
+            )
+        self.begin()
+
+    def trial_net(self, trial: int) -> Any:
+        """A one-trial network holding a copy of learner `trial`'s weights (the network itself if K = 1)."""
+        if self._template is None:
+            return self.ppo.net
+        net = copy.deepcopy(self._template)
+        net.load_state_dict(self.ppo.trial_net_state(trial))
+        return net
+
+    # playing
+
+    def begin(self) -> None:
+        """A new rollout starts now: forget the last one's records."""
+        self.start_step = self.run.global_step
+        self.records: list[tuple] = []  # per step: t, features, masks, actions, log-probs, values ([R, ...])
+        self.seats: list[torch.Tensor] = []  # per step: [E, A] the seats the learners played
+        self._played: tuple[int, Any] | None = None  # (global step, obs) of the latest forward pass
+        self._actions = torch.zeros(0)
+
+    @torch.no_grad()
+    def act(
+        self,
+        trial: int,
+        obs: dict[str, torch.Tensor],
+        action_mask: dict[str, torch.Tensor] | None,
+        seats: torch.Tensor,
+    ) -> torch.Tensor:
+        """Actions [E, A] for learner `trial`'s seats; the step's first call acts for every learner.
+
+        Raises:
+            IncentiveError: the learner was seated outside its own instances (a bug in the sampler).
+
+        """
+        played = self._played
+        if played is None or played[0] != self.run.global_step or played[1] is not obs:
+            self._play(obs, action_mask)
+        if not torch.equal(seats.any(1), self.home[trial]):
+            raise IncentiveError(
+                f"league learner {self.names[trial]!r} was seated outside its own instances (or not in "
+                "all of them); the league's learners act together and need each in its own instances"
+            )
+        self.seats[-1] |= seats
+        return self._actions
+
+    def _play(self, obs: dict[str, torch.Tensor], action_mask: dict[str, torch.Tensor] | None) -> None:
+        """One forward pass for every learner on its own instances; recorded for the update."""
+        rows = self.rows
+        features = self.ppo.features({a: obs[a].index_select(0, rows) for a in self.agents}, self.agents)
+        masks = None if action_mask is None else {a: m.index_select(0, rows) for a, m in action_mask.items()}
+        mask = self.ppo.action_mask(masks, self.agents)
+        # each learner's rows as a tensor of their own, as a lone learner's (see ActorCritic.own_rows)
+        own = [features] if self.trials == 1 else [part.clone() for part in features.split(self.counts)]
+        logits, values = self.ppo.net.own_rows(own)
+        logits = torch.cat(logits)
+        if mask is not None:
+            logits = logits.masked_fill(~mask, MASKED_LOGIT)
+        noise = [
+            torch.rand((n, *logits.shape[1:]), generator=g)
+            for n, g in zip(self.counts, self.generators, strict=True)
+        ]
+        chosen, logprobs = gumbel_max(logits, torch.cat(noise))
+        e = self.run.num_envs
+        self._actions = torch.zeros(e, len(self.agents), dtype=torch.long)
+        self._actions[rows] = chosen
+        self._played = (self.run.global_step, obs)
+        t = (self.run.global_step - self.start_step) // e
+        full_mask = None if mask is None else mask.expand(len(rows), -1, -1)
+        self.records.append((t, features, full_mask, chosen, logprobs, torch.cat(values)))
+        self.seats.append(torch.zeros(e, len(self.agents), dtype=torch.bool))
+
+    # learning
+
+    def _spread(self, steps: torch.Tensor, x: torch.Tensor, length: int, fill: float = 0) -> torch.Tensor:
+        """Recorded [S, R, ...] -> [K, T * E, ...]: each learner's rows at its instances, `fill` elsewhere."""
+        out = torch.full((self.trials, length, self.run.num_envs, *x.shape[2:]), fill, dtype=x.dtype)
+        out[self.trial_of_row[:, None], steps[None, :], self.rows[:, None]] = x.transpose(0, 1)
+        return out.flatten(1, 2)
+
+    def train(self, rollout: Rollout) -> list[dict[str, float]]:
+        """One PPO update of every learner on the seats it played in this rollout; statistics per learner.
+
+        A learner with fewer than two samples to learn from sits the update out (an empty dict).
+        """
+        records, self.records = self.records, []
+        seats, self.seats = self.seats, []
+        if not records or rollout.acting is None:
+            return [{} for _ in range(self.trials)]
+        length, e, a = rollout.reward.shape
+        k = self.trials
+        steps = torch.tensor([record[0] for record in records])
+        column = lambda i: torch.stack([record[i] for record in records])  # noqa: E731
+        mine = torch.zeros(length, e, a, dtype=torch.bool)
+        mine[steps] = torch.stack(seats)
+        mine = mine[None] & self.home[:, None, :, None]  # [K, T, E, A]
+        values = self._spread(steps, column(5), length).view(k, length, e, a)
+        done = rollout.done.bool()
+        ended = done.flip(0).cumsum(0).flip(0) > 0  # [T, E] an episode end follows within the rollout
+        advantages, returns = compute_gae(
+            rollout.incentive[:, None].expand(length, k, e, a),
+            values.transpose(0, 1),
+            done[:, None, :, None],
+            torch.zeros(k, e, a),
+            gamma=self.ppo.config.gamma,
+            gae_lambda=self.ppo.config.gae_lambda,
         )
+        value_mask = mine & ended[None, :, :, None]
+        policy_mask = value_mask & rollout.acting[None]
+        active = (policy_mask.flatten(1).sum(1) >= 2).tolist()
+        if not any(active):
+            return [{} for _ in range(k)]
+        batch = Batch(
+            features=self._spread(steps, column(1), length),
+            action_mask=None if records[0][2] is None else self._spread(steps, column(2), length, True),
+            actions=self._spread(steps, column(3), length),
+            logprobs=self._spread(steps, column(4), length),
+            values=values.flatten(1, 2),
+            advantages=advantages.transpose(0, 1).flatten(1, 2),
+            returns=returns.transpose(0, 1).flatten(1, 2),
+            policy_mask=policy_mask.flatten(1, 2),
+            value_mask=value_mask.flatten(1, 2),
+        )
+        return self.ppo.update_trials(batch, active=active)
+
+    def reset(self, trial: int) -> None:
+        """Learner `trial` back to its initial weights and a fresh optimiser (its stream goes on)."""
+        self.ppo.load_trial_net(trial, self.initial[trial]["net"])
+        self.ppo.optimizer.load_trial_state_dict(trial, self.initial[trial]["optimizer"])
+
+    def trial_state_dict(self, trial: int) -> dict[str, Any]:
+        """Learner `trial`'s network, optimiser and stream, as a lone `PPO.state_dict()`."""
+        return {
+            "net": self.ppo.trial_net_state(trial),
+            "optimizer": self.ppo.optimizer.trial_state_dict(trial),
+            "generator": self.generators[trial].get_state(),
+        }
+
+    def load_trial_state_dict(self, trial: int, state: dict[str, Any]) -> None:
+        """Restore `trial_state_dict` (or a lone PPO's state)."""
+        self.ppo.load_trial_net(trial, state["net"])
+        self.ppo.optimizer.load_trial_state_dict(trial, state["optimizer"])
+        self.generators[trial].set_state(state["generator"])
+
+
+class TrainedOpponent:
+    """One of the league's learners, as a population member: its trial of a `LeagueLearners`.
+
+    Args:
+        learners: the batched learner it is a trial of.
+        trial: which one.
+
+    """
+
+    def __init__(self, learners: LeagueLearners, trial: int) -> None:
+        self.learners = learners
+        self.trial = trial
+        self.agents = learners.agents
         self.since_checkpoint = 0
-        self.records: list[
-            tuple
-        ] = []  # per step played: t, rows, features, mask, actions, logprobs, values, seats
-        self.start_step = 0
 
     # what a snapshot copies (`incentive.population.SnapshotPolicy` takes any learner)
     @property
     def net(self) -> Any:
-        """The actor-critic network."""
-        return self.ppo.net
+        """Its actor-critic network: a one-trial copy of its weights (alone, K = 1: the network itself)."""
+        return self.learners.trial_net(self.trial)
+
+    @property
+    def initial(self) -> dict[str, Any]:
+        """Its initial network and optimiser state (what `reset` restores)."""
+        return self.learners.initial[self.trial]
 
     def features(self, obs: dict[str, torch.Tensor], agents: list[str]) -> torch.Tensor:
         """Network inputs, as the run's learner builds them."""
-        return self.ppo.features(obs, agents)
+        return self.learners.ppo.features(obs, agents)
 
     def action_mask(self, masks: dict[str, torch.Tensor] | None, agents: list[str]) -> torch.Tensor | None:
         """Legal-action masks, as the run's learner builds them."""
-        return self.ppo.action_mask(masks, agents)
+        return self.learners.ppo.action_mask(masks, agents)
 
     @torch.no_grad()
     def probs(
         self, obs: dict[str, torch.Tensor], action_mask: dict[str, torch.Tensor] | None
     ) -> torch.Tensor:
         """Action probabilities [N, A, n] (for exact exploitability tables)."""
-        logits = self.ppo.net.logits(self.features(obs, self.agents))
+        logits = self.learners.ppo.net.own_rows([self.features(obs, self.agents)], [self.trial])[0][0]
         mask = self.action_mask(action_mask, self.agents)
         return torch.softmax(logits if mask is None else logits.masked_fill(~mask, -1e9), -1)
-
-    # playing
-
-    def begin(self) -> None:
-        """A new rollout starts now: forget the last one's records."""
-        self.records = []
-        self.start_step = self.run.global_step
 
     @torch.no_grad()
     def act(
         self, obs: dict[str, torch.Tensor], action_mask: dict[str, torch.Tensor] | None, seats: torch.Tensor
     ) -> torch.Tensor:
-        """Actions [E, A] for the seats it plays, one forward pass over those instances; recorded."""
-        actions = torch.zeros(seats.shape, dtype=torch.long)
-        rows, features, mask = seated_inputs(self, self.agents, obs, action_mask, seats)
-        if len(rows) == 0:
-            return actions
-        chosen, logprobs, values, _ = self.ppo.act(features, mask)
-        actions[rows] = chosen
-        t = (self.run.global_step - self.start_step) // seats.shape[0]
-        full_mask = None if mask is None else mask.expand(len(rows), -1, -1)
-        self.records.append((t, rows, features, full_mask, chosen, logprobs, values, seats[rows]))
-        return actions
-
-    # learning
-
-    def train(self, rollout: Rollout) -> dict[str, float]:
-        """One PPO update on the seats it played in this rollout (episodes that ended in it)."""
-        records, self.records = self.records, []
-        if not records or rollout.acting is None:
-            return {}
-        steps, e, a = rollout.reward.shape
-        dim = records[0][2].shape[-1]
-        features = torch.zeros(steps, e, a, dim)
-        actions = torch.zeros(steps, e, a, dtype=torch.long)
-        logprobs = torch.zeros(steps, e, a)
-        values = torch.zeros(steps, e, a)
-        mine = torch.zeros(steps, e, a, dtype=torch.bool)
-        masks = None
-        for t, rows, feats, mask, chosen, logp, vals, seats in records:
-            features[t, rows], actions[t, rows], logprobs[t, rows], values[t, rows] = (
-                feats,
-                chosen,
-                logp,
-                vals,
-            )
-            mine[t, rows] = seats
-            if mask is not None:
-                if masks is None:
-                    masks = torch.ones(steps, e, a, mask.shape[-1], dtype=torch.bool)
-                masks[t, rows] = mask
-        done = rollout.done.bool()
-        ended = done.flip(0).cumsum(0).flip(0) > 0  # [T, E] an episode end follows within the rollout
-        advantages, returns = compute_gae(
-            rollout.incentive,
-            values,
-            done[..., None],
-            torch.zeros(e, a),
-            gamma=self.ppo.config.gamma,
-            gae_lambda=self.ppo.config.gae_lambda,
-        )
-        value_mask = mine & ended[..., None]
-        policy_mask = value_mask & rollout.acting
-        if int(policy_mask.sum()) < 2:
-            return {}
-        return self.ppo.update(
-            Batch.from_rollout(
-                features=features,
-                action_mask=masks,
-                actions=actions,
-                logprobs=logprobs,
-                values=values,
-                advantages=advantages,
-                returns=returns,
-                policy_mask=policy_mask,
-                value_mask=value_mask,
-            )
-        )
+        """Actions [E, A] for the seats it plays (every learner's come from one batched forward pass)."""
+        return self.learners.act(self.trial, obs, action_mask, seats)
 
     def reset(self) -> None:
         """Back to the initial weights and a fresh optimiser (its sampling stream goes on)."""
-        self.ppo.net.load_state_dict(self.initial["net"])
-        self.ppo.optimizer.load_state_dict(copy.deepcopy(self.initial["optimizer"]))
+        self.learners.reset(self.trial)
 
     def state_dict(self) -> dict[str, Any]:
         """Network, optimiser, stream, initial weights, iterations since its last snapshot."""
         return {
-            "ppo": copy.deepcopy(self.ppo.state_dict()),
+            "ppo": self.learners.trial_state_dict(self.trial),
             "initial": copy.deepcopy(self.initial),
             "since_checkpoint": self.since_checkpoint,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict`."""
-        self.ppo.load_state_dict(state["ppo"])
-        self.initial = copy.deepcopy(state["initial"])
+        self.learners.load_trial_state_dict(self.trial, state["ppo"])
+        self.learners.initial[self.trial] = copy.deepcopy(state["initial"])
         self.since_checkpoint = state["since_checkpoint"]

@@ -522,17 +522,21 @@ class Population:
         self.members.append(member)
         return member
 
-    def add_snapshot(self, iteration: int, *, source: Any = None, name: str | None = None) -> Member:
+    def add_snapshot(
+        self, iteration: int, *, source: Any = None, name: str | None = None, seed: int | None = None
+    ) -> Member:
         """Freeze a deep copy of the learner (or of `source`); past the cap, evict the oldest unprotected.
 
         Args:
             iteration: when it is taken.
             source: what to copy (anything with `net`, `features`, `action_mask`; default the run's learner).
             name: the member's name (default `snapshot_<id>`).
+            seed: seed of its sampling stream (default: drawn from the run's stream now).
 
         """
         member_id = self._new_id()
-        policy = SnapshotPolicy(source or self.run.learner, self.run.agents, self._seed())
+        seed = self._seed() if seed is None else seed
+        policy = SnapshotPolicy(source or self.run.learner, self.run.agents, seed)
         first = self.snapshots_taken == 0
         self.snapshots_taken += 1
         member = Member(

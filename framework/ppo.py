@@ -27,6 +27,11 @@ updating). Everything that reduces is per trial: minibatch permutations
 gradient-norm clip (a global clip would couple the trials) and the loss
 statistics; Adam is elementwise. So trial k computes bit for bit what a
 lone learner seeded like it computes, and K = 1 is the lone learner.
+
+The league's learners (`incentive.league.LeagueLearners`) are K trials too,
+with `independent_trials`: each trial keeps its own optimiser step count, an
+update can leave trials out, and they act on different numbers of rows
+(`ActorCritic.own_rows`).
 """
 
 from __future__ import annotations
@@ -39,14 +44,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from incentive.adam import Adam
+from incentive.adam import Adam, TrialAdam
 from incentive.conv_torso import ConvTorso, image_shape
 from incentive.recipe import LearnerSpec
 
 if TYPE_CHECKING:
     from incentive.envs.base import BatchedEnv
 
-__all__ = ["PPO", "GroupedLinear", "compute_gae", "masked_mean", "ppo_loss", "unique_rows"]
+__all__ = ["PPO", "GroupedLinear", "compute_gae", "gumbel_max", "masked_mean", "ppo_loss", "unique_rows"]
 
 MASKED_LOGIT = -1e9
 """Logit of an illegal action: exp() is exactly 0 in float32, and 0 * logit stays finite."""
@@ -268,6 +273,18 @@ def group_forward(
     return x
 
 
+def _groups_forward(mlp: nn.Sequential, x: torch.Tensor, first: int, count: int) -> torch.Tensor:
+    """Groups first .. first + count - 1 of `mlp` on x [count, N, d_in]: a lone per-agent network's bmm."""
+    for layer in mlp:
+        if isinstance(layer, GroupedLinear):
+            weight = layer.weight[first : first + count]
+            bias = layer.bias[first : first + count]
+            x = torch.bmm(x, weight.transpose(1, 2)) + bias[:, None, :]
+        else:
+            x = layer(x)
+    return x
+
+
 class ActorCritic(nn.Module):
     """Separate actor and critic MLPs, shared across agents (G = 1) or per agent (G = A).
 
@@ -359,6 +376,35 @@ class ActorCritic(nn.Module):
             -1
         )
 
+    def own_rows(
+        self, features: list[torch.Tensor], trials: list[int] | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per trial, (logits [N_k, A, n], values [N_k, A]) of its own rows `features[i]` [N_k, A, D].
+
+        `features[i]` belongs to trial `trials[i]` (default: trial i). The trials may have
+        different row counts (the league's learners, each on its own instances). Each trial runs
+        the ops that a lone network runs on its rows: no padding to a common count, and each
+        trial's rows should be a tensor of their own (not a slice at an offset of a shared one),
+        since a matmul's sums can change with the number of rows and with where they sit in memory.
+        """
+        if self.trials == 1:
+            return [self.logits(features[0])], [self.value(features[0])]
+        actor, critic = unbound_layers(self.actor), unbound_layers(self.critic)
+        logits, values = [], []
+        for trial, rows in zip(trials or range(len(features)), features, strict=True):
+            n, a, d = rows.shape
+            if self.groups == 1:
+                x = rows.reshape(1, n * a, d)
+                logits.append(group_forward(self.actor, x, trial, actor).view(n, a, -1))
+                values.append(group_forward(self.critic, x, trial, critic).view(n, a))
+                continue
+            x = rows.transpose(0, 1)  # [A, N, D]: a lone learner's per-agent groups
+            first = trial * self.groups
+            out = _groups_forward(self.actor, x, first, self.groups)
+            logits.append(out.transpose(0, 1).reshape(n, a, -1))
+            values.append(_groups_forward(self.critic, x, first, self.groups).transpose(0, 1).reshape(n, a))
+        return logits, values
+
 
 _HASH_WEIGHTS: dict[int, torch.Tensor] = {}
 
@@ -423,7 +469,12 @@ def sample_actions(
         (actions, log-probabilities), each logits.shape[:-1].
 
     """
-    uniform = trial_uniform(tuple(logits.shape), generator).clamp_(min=1e-20)
+    return gumbel_max(logits, trial_uniform(tuple(logits.shape), generator))
+
+
+def gumbel_max(logits: torch.Tensor, uniform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(actions, log-probabilities) of Gumbel-max sampling with uniform noise (clamped in place)."""
+    uniform = uniform.clamp_(min=1e-20)
     actions = (logits - (-uniform.log()).log()).argmax(-1)
     logprob = torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     return actions, logprob
@@ -471,6 +522,9 @@ class PPO:
         generator: the learner's random stream (init, sampling, minibatches);
             or a list of K streams: K independent trials in one learner
             (see the module docstring), acting on K*E instances.
+        independent_trials: each trial keeps its own optimiser step count
+            (`incentive.adam.TrialAdam`), so `update_trials` can leave trials
+            out and one trial's optimiser can start afresh (the league's learners).
 
     """
 
@@ -482,6 +536,7 @@ class PPO:
         action_dims: list[int],
         generator: torch.Generator | list[torch.Generator],
         image: tuple[int, int, int] | None = None,
+        independent_trials: bool = False,
     ) -> None:
         self.config = config
         self.generator = generator
@@ -503,7 +558,12 @@ class PPO:
             conv_channels=list(config.conv_channels),
             conv_kernel=config.conv_kernel,
         )
-        self.optimizer = Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
+        if independent_trials:
+            self.optimizer: Adam = TrialAdam(
+                self.net.parameters(), trials=self.trials, lr=config.lr, eps=1e-5
+            )
+        else:
+            self.optimizer = Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
         padded = torch.tensor(action_dims)[:, None] > torch.arange(self.num_actions)
         self.padding_mask = None if padded.all() else padded  # [A, n]
 
@@ -514,6 +574,8 @@ class PPO:
         env: BatchedEnv,
         agents: list[str],
         generator: torch.Generator | list[torch.Generator],
+        *,
+        independent_trials: bool = False,
     ) -> PPO:
         """A learner sized for `env`'s agents: each one's flattened observation and action count."""
         return cls(
@@ -522,6 +584,7 @@ class PPO:
             action_dims=[int(env.action_spaces[a].n) for a in agents],
             generator=generator,
             image=image_shape(env, agents) if config.conv_channels else None,
+            independent_trials=independent_trials,
         )
 
     # --- acting ----------------------------------------------------------
@@ -593,23 +656,58 @@ class PPO:
                 trial[key] = value.unsqueeze(0)
         return self.update_trials(Batch(**trial))[0]
 
-    def update_trials(self, batch: Batch) -> list[dict[str, float]]:
-        """`update` for K trials at once: batch fields are [K, N, ...]; one statistics dict per trial."""
+    def update_trials(self, batch: Batch, active: list[bool] | None = None) -> list[dict[str, float]]:
+        """`update` for K trials at once: batch fields are [K, N, ...]; one statistics dict per trial.
+
+        `active` (with `independent_trials`) leaves trials out: a trial that is not active draws
+        no minibatch order, its weights and optimiser state stay as they are, and its statistics
+        are an empty dict, as if it had not been updated at all. Its rows still run through the
+        networks (their gradients are computed and dropped): the others' results do not depend on them.
+        """
         cfg = self.config
+        if active is not None and not isinstance(self.optimizer, TrialAdam):
+            raise ValueError("leaving trials out of an update needs a learner with independent_trials")
+        on = [True] * self.trials if active is None else list(active)
         n = batch.actions.shape[1]
         size = max(1, n // cfg.minibatches)
         distinct = self._distinct_features(batch.features) if cfg.dedup_observations else None
         totals: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.epochs):
-            order = torch.stack([torch.randperm(n, generator=g) for g in self.generators])
+            order = torch.stack(
+                [
+                    torch.randperm(n, generator=g) if go else torch.arange(n)
+                    for g, go in zip(self.generators, on, strict=True)
+                ]
+            )
             for start in range(0, n - size + 1, size):
                 idx = order[:, start : start + size]
-                stats = self._minibatch_step(batch, idx, distinct)
+                stats = self._minibatch_step(batch, idx, distinct, active)
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + value
                 count += 1
-        return [{key: float(value[k]) / count for key, value in totals.items()} for k in range(self.trials)]
+        return [
+            {key: float(value[k]) / count for key, value in totals.items()} if on[k] else {}
+            for k in range(self.trials)
+        ]
+
+    def trial_net_state(self, trial: int) -> dict[str, torch.Tensor]:
+        """Trial `trial`'s weights as a one-trial network's `state_dict` (copies, not views)."""
+        out = {}
+        for key, value in self.net.state_dict().items():
+            per = value.shape[0] // self.trials
+            out[key] = value[trial * per : (trial + 1) * per].clone()
+        return out
+
+    @torch.no_grad()
+    def load_trial_net(self, trial: int, net_state: dict[str, torch.Tensor]) -> None:
+        """Write a one-trial network's `state_dict` into trial `trial`'s weights."""
+        own = self.net.state_dict()
+        if set(net_state) != set(own):
+            raise ValueError(f"network state has keys {sorted(net_state)}, the network {sorted(own)}")
+        for key, value in own.items():
+            per = value.shape[0] // self.trials
+            value[trial * per : (trial + 1) * per].copy_(net_state[key])
 
     def _distinct_features(
         self, features: torch.Tensor
@@ -662,6 +760,7 @@ class PPO:
         batch: Batch,
         idx: torch.Tensor,
         distinct: list[tuple[torch.Tensor, torch.Tensor] | None] | None,
+        active: list[bool] | None = None,
     ) -> dict[str, torch.Tensor]:
         cfg = self.config
         take = lambda x: _take(x, idx)  # noqa: E731  [K, N, ...] -> [K, M, ...]
@@ -697,7 +796,10 @@ class PPO:
         self.optimizer.zero_grad()
         loss.sum().backward()  # each trial's weights get exactly its own loss's gradient
         stats["grad_norm"] = self._clip_grad_norm(cfg.max_grad_norm)
-        self.optimizer.step()
+        if active is None:
+            self.optimizer.step()
+        else:
+            self.optimizer.step(active=active)
         return stats
 
     def _clip_grad_norm(self, max_norm: float) -> torch.Tensor:

@@ -343,6 +343,7 @@ class WorkerJob:
     heartbeat_interval: int
     grace_period: int
     batch: int = 1
+    workers: int = 1  # this command's workers, among which a batch takes its share of the open slots
 
 
 class Interrupt:
@@ -548,24 +549,27 @@ def batch_space_problem(recipe: Recipe) -> str | None:
     """Why this search cannot run as batched trials (naming the field), or None if it can.
 
     Batched trials may differ only in seeds and in incentive parameters a
-    plugin reads per env instance (its `task_params`); switching plugins on
-    and off is fine (a trial without a plugin gets a zero term).
+    plugin reads per env instance (its `task_params`, nested paths such as
+    `contracts.0.amount` included); switching plugins on and off is fine (a
+    trial without a plugin gets a zero term).
     """
     from incentive.plugin_manager import available_plugins
     from incentive.recipe import OneOfSpec
+    from incentive.tasks import accepts_task_param
 
     plugins = available_plugins()
 
     def per_instance(plugin: str, field_name: str) -> bool:
         info = plugins.get(plugin)
-        return info is not None and field_name in tuple(getattr(info.load(), "task_params", ()) or ())
+        return info is not None and accepts_task_param(info.load(), field_name)
 
     for path in recipe.search.space:
         parts = path.split(".")
-        ok = len(parts) == 4 and parts[0] == "incentives" and parts[1].isdigit() and parts[2] == "params"
+        ok = len(parts) >= 4 and parts[0] == "incentives" and parts[1].isdigit() and parts[2] == "params"
         index = int(parts[1]) if ok else -1
         entry = recipe.incentives[index] if ok and index < len(recipe.incentives) else None
-        if entry is None or isinstance(entry, OneOfSpec) or not per_instance(entry.plugin, parts[3]):
+        field_name = ".".join(parts[3:])
+        if entry is None or isinstance(entry, OneOfSpec) or not per_instance(entry.plugin, field_name):
             return (
                 f"field 'search.space.{path}': batched trials cannot vary {path!r} (only seeds and incentive "
                 "parameters that a plugin reads per env instance, its task_params, may differ in one batch; "
@@ -581,6 +585,17 @@ def batch_space_problem(recipe: Recipe) -> str | None:
                         f"{name!r} of plugin {option.plugin!r} (it does not read it per env instance)"
                     )
     return None
+
+
+def fair_share(trials: int, workers: int) -> int:
+    """The most trials one batch may take: a worker's share of the budget, rounded up.
+
+    Without it, the first of several workers to ask would take a whole batch
+    of the budget and leave the others idle (16 trials, `--batch 16
+    --workers 2` once split 14 and 2), and workers asking at the same time
+    would each ask for every open slot and fail the asks beyond the budget.
+    """
+    return max(1, -(-trials // max(1, workers)))
 
 
 def _work_batched(
@@ -600,16 +615,16 @@ def _work_batched(
         if slots <= 0:
             return
         asked = []
-        for _ in range(min(job.batch, slots)):
+        for _ in range(min(job.batch, fair_share(job.budget, job.workers), slots)):
             trial = study.ask()
             trial.set_user_attr("worker", worker_id())
             trial.set_user_attr("interrupted", False)
             trials = study.get_trials(deepcopy=False)
             me = next(t for t in trials if t.number == trial.number)
-            if not budget.within(me, trials):
+            if not budget.within(me, trials):  # another worker took the last slots meanwhile
                 trial.set_user_attr("over_budget", True)
                 study.tell(trial, state=TrialState.FAIL)
-                continue
+                break
             asked.append(trial)
         if not asked:
             return
@@ -890,6 +905,7 @@ def run_study(
         heartbeat_interval=recipe.search.heartbeat_interval,
         grace_period=recipe.search.grace_period,
         batch=batch,
+        workers=settings.workers,
     )
     context = multiprocessing.get_context("spawn")
     workers: dict[int, Any] = {}

@@ -25,7 +25,8 @@ task applies at once (the loop then resets the env again with the run seed).
 Why plugin parameters are [E] tensors: shaping stays one batched call over
 all instances, whatever mix of parameters they run. A plugin declares which
 of its parameters may vary per instance in `task_params` (patterns, `*`
-matching a list index) and reads them with `instance_param(self.tasks, self, name, num_envs=E)`
+matching one part of the path, a list index; `accepts_task_param` matches
+them) and reads them with `instance_param(self.tasks, self, name, num_envs=E)`
 (`self.tasks` is `run.tasks`, kept at set-up):
 an [E] float64 tensor, the task's value where one was set and the plugin's
 `Params` value elsewhere. Coefficients are formed in float64 (as Python
@@ -70,6 +71,7 @@ __all__ = [
     "TaskState",
     "candidate_tasks",
     "episode_returns",
+    "accepts_task_param",
     "instance_param",
     "resolve_param",
     "step_values",
@@ -97,6 +99,25 @@ def resolve_param(params: BaseModel, field: str) -> Any:
         else:
             raise ValueError(f"has no parameter {field!r} (no {part!r} there)")
     return node
+
+
+def accepts_task_param(plugin: Any, field: str) -> bool:
+    """Whether `plugin` (a class or an instance) reads parameter `field` per env instance.
+
+    `field` is a dotted path inside the plugin's Params (`contracts.0.amount`);
+    the plugin lists what it reads per instance in `task_params`, patterns
+    matched part by part, `*` matching one part (a list index):
+    `contracts.*.amount` accepts `contracts.0.amount`, not `contracts.0.name`.
+    The one matcher for task keys, batched trials and batched searches.
+    """
+    parts = field.split(".")
+    for pattern in tuple(getattr(plugin, "task_params", ()) or ()):
+        wanted = pattern.split(".")
+        if len(wanted) == len(parts) and all(
+            fnmatch.fnmatchcase(part, want) for part, want in zip(parts, wanted, strict=True)
+        ):
+            return True
+    return False
 
 
 def _is_number(value: Any) -> bool:
@@ -202,8 +223,8 @@ class TaskState:
                     f"task key {key!r}: parameter {field!r} of plugin {name!r} is not a number "
                     f"(it is {value!r}); only numeric parameters can vary per instance"
                 )
-            allowed = tuple(getattr(plugin, "task_params", ()))
-            if not any(fnmatch.fnmatchcase(field, pattern) for pattern in allowed):
+            allowed = tuple(getattr(plugin, "task_params", ()) or ())
+            if not accepts_task_param(plugin, field):
                 raise ValueError(
                     f"task key {key!r}: plugin {name!r} cannot change {field!r} per instance; "
                     f"it accepts {', '.join(allowed) or 'none'}"

@@ -3,10 +3,13 @@
 Several learners train in one run. Main agent 0 is the run's own learner
 (the loop's PPO, the one the designer metrics measure). With `main_agents: N`
 (1 to 4), main agents 1 .. N-1 (`main_1`, `main_2`, ...) and every exploiter
-are learners of their own (`incentive.league.TrainedOpponent`: own network,
-optimiser and stream, the recipe's learner settings): each sits in seats of
-its own instances, records what it does there, and after each rollout takes
-one PPO update on those seats (rewards and acting mask from the rollout).
+are learners of their own (own network, optimiser and stream, the recipe's
+learner settings): each sits in seats of its own instances, records what it
+does there, and after each rollout takes one PPO update on those seats
+(rewards and acting mask from the rollout). They train as one batched
+learner (`incentive.league.LeagueLearners`: one forward pass per step and
+one update per iteration for all of them, each computing what it would
+alone); with `learner.conv_channels` each keeps a PPO of its own.
 
 Instances are split between the learners and keep their trainee for the whole
 run: the first `main_share` of them train the main agents, split evenly
@@ -67,10 +70,11 @@ i >= 1 `population/league/main_<i>/mirror_share` and `.../win_rate_history`
 distribution over the snapshots and bots.
 
 Limits: at most 4 main agents, and a league without one is an error;
-two-seat games; the other learners are trained one after the other (a loop
-over the few of them, each one batched over its instances), in
+two-seat games; the other learners are updated in
 `incentive_update_population`, which receives the rollout, after the
-iteration's metrics are written.
+iteration's metrics are written (so `perf/steps_per_s` leaves their update
+out); each learner's update runs over all T * E samples of the rollout,
+masked to its own seats, as a lone learner's did.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ from pydantic import Field, field_validator, model_validator
 from incentive import hookimpl
 from incentive.errors import RecipeError
 from incentive.league import (
+    LeagueLearners,
     Payoffs,
     TrainedOpponent,
     league_exploiter_probs,
@@ -181,6 +186,7 @@ class League(PopulationSampler):
         self.payoffs = Payoffs()
         self.mains: dict[str, TrainedOpponent] = {}  # main agents 1 .. N-1 (agent 0 is the run's learner)
         self.exploiters: dict[str, TrainedOpponent] = {}
+        self.learner_groups: list[LeagueLearners] = []  # the learners above, batched (see the module)
         self.main_since_checkpoint = 0  # main agent 0's; the others count in their TrainedOpponent
         # per instance, its trainee: 0 .. N-1 the main agents, N + i exploiter i
         self.trainee: torch.Tensor | None = None
@@ -228,23 +234,47 @@ class League(PopulationSampler):
         if params.snapshot_at_start:
             pop.add_snapshot(0, name=f"{MAIN}@0")
         pop.add_member(MAIN, MAIN, SnapshotPolicy(run.learner, run.agents, pop._seed()))
-        for i in range(1, params.main_agents):
-            name = f"{MAIN}_{i}"
-            main = self.mains[name] = TrainedOpponent(run=run, config=run.recipe.learner, seed=pop._seed())
-            pop.add_member(MAIN_AGENT, name, main)
-            pop.add_member(MAIN, name + COPY, SnapshotPolicy(main, run.agents, pop._seed()))
-            if params.snapshot_at_start:
-                pop.add_snapshot(0, source=main, name=f"{name}@0")
-        names = [f"main_exploiter_{i}" for i in range(params.main_exploiters)]
-        names += [f"league_exploiter_{i}" for i in range(params.league_exploiters)]
-        for name in names:
-            self.exploiters[name] = TrainedOpponent(run=run, config=run.recipe.learner, seed=pop._seed())
-            pop.add_member("exploiter", name, self.exploiters[name])
         e, n = run.num_envs, params.main_agents
+        exploiters = [f"main_exploiter_{i}" for i in range(params.main_exploiters)]
+        exploiters += [f"league_exploiter_{i}" for i in range(params.league_exploiters)]
         mains = self.main_instances(e)
         trainee = torch.arange(mains) % n
-        exploiters = n + torch.arange(e - mains) % max(1, len(names))
-        self.trainee = torch.cat([trainee, exploiters])
+        self.trainee = torch.cat([trainee, n + torch.arange(e - mains) % max(1, len(exploiters))])
+        # every seed in the order the members draw them: learner, live copy, first snapshot per main agent
+        seeds: dict[str, list[int]] = {}
+        for i in range(1, n):
+            seeds[f"{MAIN}_{i}"] = [pop._seed() for _ in range(3 if params.snapshot_at_start else 2)]
+        for name in exploiters:
+            seeds[name] = [pop._seed()]
+        names = list(seeds)
+        homes = [(self.trainee == i + 1).nonzero().flatten() for i in range(len(names))]
+        if run.recipe.learner.conv_channels:  # the batched learner runs MLPs only: one learner each
+            groups = [[i] for i in range(len(names))]
+        else:
+            groups = [list(range(len(names)))] if names else []
+        handles: dict[str, TrainedOpponent] = {}
+        self.learner_groups = []
+        for group in groups:
+            learners = LeagueLearners(
+                run=run,
+                config=run.recipe.learner,
+                seeds=[seeds[names[i]][0] for i in group],
+                homes=[homes[i] for i in group],
+                names=[names[i] for i in group],
+            )
+            self.learner_groups.append(learners)
+            for trial, i in enumerate(group):
+                handles[names[i]] = TrainedOpponent(learners, trial)
+        for i in range(1, n):
+            name = f"{MAIN}_{i}"
+            main = self.mains[name] = handles[name]
+            pop.add_member(MAIN_AGENT, name, main)
+            pop.add_member(MAIN, name + COPY, SnapshotPolicy(main, run.agents, seeds[name][1]))
+            if params.snapshot_at_start:
+                pop.add_snapshot(0, source=main, name=f"{name}@0", seed=seeds[name][2])
+        for name in exploiters:
+            self.exploiters[name] = handles[name]
+            pop.add_member("exploiter", name, self.exploiters[name])
 
     def _restore_policy(self, kind: str, name: str) -> Any:
         if kind == MAIN:
@@ -371,13 +401,9 @@ class League(PopulationSampler):
         first = torch.where(self.trainee < n, trainee_ids, torch.tensor(self._copy_ids())[target])
         opponent = torch.where(pick == 0, first, member_ids[(pick - 1).clamp(min=0)])
         ids = torch.where(torch.arange(a) == seat[:, None], trainee_ids[:, None], opponent[:, None])
-        for learner in self._learners().values():
-            learner.begin()
+        for learners in self.learner_groups:
+            learners.begin()
         return pop.assign(ids)
-
-    def _learners(self) -> dict[str, TrainedOpponent]:
-        """Every learner besides the run's: main agents 1 .. N-1, then the exploiters."""
-        return {**self.mains, **self.exploiters}
 
     @hookimpl
     def incentive_collect_metrics(self, run: RunContext, rollout: Rollout) -> dict[str, float]:
@@ -412,8 +438,9 @@ class League(PopulationSampler):
     @hookimpl
     def incentive_update_population(self, iteration: int, results: EpisodeResults, rollout: Rollout) -> None:
         """Train each other learner on its seats of the rollout, count the games, snapshot and reset."""
-        for name, learner in self._learners().items():
-            self.last_entropy[name] = learner.train(rollout).get("entropy")
+        for learners in self.learner_groups:
+            for name, stats in zip(learners.names, learners.train(rollout), strict=True):
+                self.last_entropy[name] = stats.get("entropy")
         self.record_games(results)
         super().incentive_update_population(iteration, results)  # the run learner's counts and Elo
         self._checkpoints(iteration)

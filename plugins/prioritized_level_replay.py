@@ -2,7 +2,9 @@
 
 Source: Jiang et al., "Prioritized Level Replay", ICML 2021, and its
 official code (facebookresearch/level-replay, `level_sampler.py`), whose
-README runs' settings are the defaults here.
+README runs' settings are the defaults here; the `max_mc` score is from
+Robust PLR (Jiang et al., "Replay-Guided Adversarial Environment Design",
+NeurIPS 2021) and ACCEL (Parker-Holder et al., 2022).
 
 Each instance's next level is either a new (unseen) level or a replay of a
 seen one, chosen by how much the learner can still learn there.
@@ -12,7 +14,17 @@ seen one, chosen by how much the learner can still learn there.
       value_l1:            |A_t|              (GAE advantage; default)
       positive_value_loss: max(A_t, 0)
       policy_entropy:      H(pi(. | o_t)) = -sum_a pi(a | o_t) log pi(a | o_t)
+      max_mc:              R_max(i, a) - V(o_t)
   and S_i <- (1 - alpha) S_i + alpha * score (alpha = 1: the newest score).
+  R_max(i, a) is the highest return any episode on level i has reached in
+  seat a so far (the undiscounted sum of the env's rewards over the episode,
+  as Robust PLR's code keeps it), kept in the plugin's state and raised by
+  the episodes that end in each rollout before the rollout is scored. A
+  level the learner never solved has R_max = 0 under a 0/1 success reward
+  and scores about -V; one it solved once but not reliably scores high; a
+  mastered one scores R_max - V ~ 0 (positive_value_loss and value_l1 are
+  high on mastered levels too, wherever the value still underestimates the
+  success reward).
 - Score prioritisation (rank transform, temperature beta = 0.1):
       h_i = (1 / rank_i)^(1 / beta),  rank 1 = highest score,
       P_S(i) = h_i / sum_{j seen} h_j             (seen levels only)
@@ -53,18 +65,29 @@ Choices made (where a batched run differs from the official code):
   rest of that episode is scored in the next one). Several instances or
   episodes on one level in one iteration: the official code keeps the score
   of the last one it processes (alpha = 1); here their steps are averaged.
-- Under a sparse 0/1 reward a level the learner always fails has V ~ 0 and
-  r = 0, so |A| ~ 0 and it ranks as low as a mastered level: value_l1 (and
-  positive_value_loss) replay such levels only through staleness.
+- Under a sparse 0/1 reward a level the learner always fails has r = 0 and
+  small deltas (the loop bootstraps a truncated episode's target from
+  V(final obs), so a timeout adds no large negative delta): |A| ~ 0, and
+  value_l1 and positive_value_loss replay such levels mostly through
+  staleness. A mastered level keeps a larger |A| (all of it positive)
+  wherever the value still underestimates the success reward, so these two
+  scores can favour levels already solved (`benchmarks/plr_scores.py` shows
+  the scores against the learner's success per level).
 - `policy_entropy` is in nats; the official code divides it by the largest
   entropy log(n) of its n actions. A constant factor changes neither the
   ranks nor the power transform's P_S (S^(1/beta) scales every h alike), so
   only the reported `score_*` metrics differ by that factor.
+- `max_mc` scores a level only once one of its episodes has ended (R_max is
+  known): its steps before that do not count, and it stays unseen until
+  then. The episode returns are those of the env's own rewards, not of the
+  shaped incentive the value predicts (as in Robust PLR's code; with shaping
+  plugins R_max and V are on different scales). A seat's return counts
+  whoever played the seat; the score reads only the learning seats.
 - Rank ties go to the lower level index (the official code's reversed
   argsort favours the higher one; only exact ties differ); if every seen
   level has staleness 0, P_C is 0 and P is renormalised.
 
-Parameters: `strategy` (value_l1 | positive_value_loss | policy_entropy), `score_transform`
+Parameters: `strategy` (value_l1 | positive_value_loss | policy_entropy | max_mc), `score_transform`
 (rank | power), `temperature` (beta, 0.1), `staleness_coef` (0.1),
 `min_seen_fraction` (1.0), `alpha` (1.0), `candidates` (default: the env's
 training levels; or key -> list of values, e.g. opponent ids or values of an
@@ -87,9 +110,17 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from incentive import hookimpl
-from incentive.tasks import CandidateTasks, step_values
+from incentive.tasks import CandidateTasks, episode_returns, step_values
 
-__all__ = ["PrioritizedLevelReplay", "count_draws", "level_scores", "replay_distribution", "step_scores"]
+__all__ = [
+    "PrioritizedLevelReplay",
+    "count_draws",
+    "level_scores",
+    "max_mc_step_scores",
+    "raise_max_returns",
+    "replay_distribution",
+    "step_scores",
+]
 
 
 def rank_weights(scores: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -200,6 +231,50 @@ def step_scores(rollout: Any, strategy: str) -> torch.Tensor:
     return torch.where(count > 0, (per_seat * mask).sum(-1) / count.clamp(min=1), float("nan"))
 
 
+def raise_max_returns(
+    r_max: torch.Tensor, reward: torch.Tensor, done: torch.Tensor, levels: torch.Tensor, carried: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """R_max after the episodes that ended in a rollout: (R_max [N, A], returns carried on [E, A]).
+
+    Args:
+        r_max: [N, A] float64 highest return per level and seat so far (-inf: no episode ended yet).
+        reward: [T, E, A] the env's rewards.
+        done: [T, E] episode ends.
+        levels: [T, E] long level index of each step (-1: unknown, ignored).
+        carried: [E, A] float64 return so far of each instance's unfinished episode at the rollout's start.
+
+    """
+    t, e, a = reward.shape
+    done = done.bool()
+    flat_done = done[..., None].expand(t, e, a).reshape(t, e * a)
+    returns, carried = episode_returns(reward.reshape(t, e * a), flat_done, carried.reshape(e * a))
+    ended = done & (levels >= 0)
+    index = levels[ended][:, None].expand(-1, a)
+    r_max = r_max.scatter_reduce(0, index, returns.reshape(t, e, a)[ended], reduce="amax")
+    return r_max, carried.reshape(e, a)
+
+
+def max_mc_step_scores(
+    values: torch.Tensor, learn_mask: torch.Tensor, levels: torch.Tensor, r_max: torch.Tensor
+) -> torch.Tensor:
+    """[T, E] max_mc score of every step: R_max(level, seat) - V, averaged over learning seats.
+
+    NaN where no learning seat's level has an R_max yet (the step does not count).
+
+    Args:
+        values: [T, E, A] V(o_t).
+        learn_mask: [T, E, A] bool, samples that trained the learner.
+        levels: [T, E] long level index of each step (-1: unknown).
+        r_max: [N, A] float64 (-inf: no episode ended yet).
+
+    """
+    best = r_max[levels.clamp(min=0)]  # [T, E, A]
+    known = (levels >= 0)[..., None] & torch.isfinite(best) & learn_mask.bool()
+    gap = torch.where(known, best - values.to(torch.float64), torch.zeros_like(best))
+    count = known.sum(-1)
+    return torch.where(count > 0, gap.sum(-1) / count.clamp(min=1), float("nan"))
+
+
 class PrioritizedLevelReplay:
     """Replays the levels with the highest learning potential, by score rank and staleness."""
 
@@ -209,9 +284,9 @@ class PrioritizedLevelReplay:
         """Parameters of prioritized level replay (the official code's README settings)."""
 
         model_config = ConfigDict(extra="forbid")
-        strategy: Literal["value_l1", "positive_value_loss", "policy_entropy"] = Field(
+        strategy: Literal["value_l1", "positive_value_loss", "policy_entropy", "max_mc"] = Field(
             "value_l1",
-            description="Level score: mean |GAE advantage|, mean positive advantage or mean policy entropy.",
+            description="Level score: mean |GAE advantage|, positive advantage, policy entropy or R_max - V.",
         )
         score_transform: Literal["rank", "power"] = Field(
             "rank", description="Score prioritisation: (1/rank)^(1/beta) or score^(1/beta)."
@@ -247,6 +322,9 @@ class PrioritizedLevelReplay:
         self.running = torch.full((run.num_envs,), -1, dtype=torch.long)
         self.pending = torch.full((run.num_envs,), -1, dtype=torch.long)
         self.replayed = torch.zeros(run.num_envs, dtype=torch.bool)
+        a = len(run.agents)
+        self.r_max = torch.full((n, a), float("-inf"), dtype=torch.float64)  # max_mc's R_max(i, a)
+        self.carried = torch.zeros(run.num_envs, a, dtype=torch.float64)  # unfinished episodes' returns
 
     @hookimpl
     def incentive_next_task(self, run, iteration) -> dict[str, torch.Tensor]:
@@ -284,8 +362,14 @@ class PrioritizedLevelReplay:
     def incentive_update_curriculum(self, run, rollout) -> None:
         """Score the levels played in the rollout; note which instances adopted their pending level."""
         done = rollout.done.bool()
-        per_step = step_scores(rollout, self.params.strategy)
         levels = step_values(self.running, self.pending, done)
+        if self.params.strategy == "max_mc":
+            self.r_max, self.carried = raise_max_returns(
+                self.r_max, rollout.reward, done, levels, self.carried
+            )
+            per_step = max_mc_step_scores(rollout.values, rollout.learn_mask, levels, self.r_max)
+        else:
+            per_step = step_scores(rollout, self.params.strategy)
         score, played = level_scores(per_step, levels, num_levels=len(self.scores))
         a = self.params.alpha
         self.scores = torch.where(played, (1 - a) * self.scores + a * score, self.scores)
@@ -317,8 +401,8 @@ class PrioritizedLevelReplay:
 
     @hookimpl
     def incentive_state_dict(self) -> dict[str, Any]:
-        """Scores, seen levels, staleness, and what every instance runs and will run."""
-        keys = ("scores", "seen", "last_draw", "draws", "running", "pending", "replayed")
+        """Scores, seen levels, staleness, R_max, and what every instance runs and will run."""
+        keys = ("scores", "seen", "last_draw", "draws", "running", "pending", "replayed", "r_max", "carried")
         return {key: getattr(self, key).clone() for key in keys}
 
     @hookimpl

@@ -73,3 +73,48 @@ def test_state_before_any_step_is_empty_and_loads() -> None:
     fresh = Adam(net.parameters(), lr=5.0)
     fresh.load_state_dict(opt.state_dict())
     assert opt.state_dict()["state"] == {} and fresh.steps == 0 and fresh.lr == 1e-3
+
+
+def test_trial_adam_steps_skips_and_resets_each_trial_as_a_lone_adam() -> None:
+    """Two trials stacked in rows: trial 1 skips a step, then is reset; each equals a lone Adam."""
+    from incentive.adam import TrialAdam
+
+    g = torch.Generator().manual_seed(0)
+    weight = nn.Parameter(torch.randn(2, 4, 3, generator=g))  # trial k: rows k
+    bias = nn.Parameter(torch.randn(2, 4, generator=g))
+    lone = [
+        [nn.Parameter(weight.detach()[k : k + 1].clone()), nn.Parameter(bias.detach()[k : k + 1].clone())]
+        for k in (0, 1)
+    ]
+    trials = TrialAdam([weight, bias], trials=2, lr=1e-2, eps=1e-5)
+    alone = [Adam(params, lr=1e-2, eps=1e-5) for params in lone]
+    plan = [[True, True], [True, False], [True, True], "reset 1", [True, True], [False, True]]
+    for step in plan:
+        if step == "reset 1":
+            trials.reset_trial(1)
+            alone[1] = Adam(lone[1], lr=1e-2, eps=1e-5)
+            continue
+        grads = [torch.randn(2, 4, 3, generator=g), torch.randn(2, 4, generator=g)]
+        weight.grad, bias.grad = grads
+        trials.step(active=step)
+        for k in (0, 1):
+            if step[k]:
+                lone[k][0].grad, lone[k][1].grad = grads[0][k : k + 1], grads[1][k : k + 1]
+                alone[k].step()
+    assert trials.trial_steps == [4, 2] and [a.steps for a in alone] == [4, 2]
+    for k in (0, 1):
+        assert torch.equal(weight.detach()[k : k + 1], lone[k][0].detach())
+        assert torch.equal(bias.detach()[k : k + 1], lone[k][1].detach())
+        theirs = alone[k].state_dict()
+        ours = trials.trial_state_dict(k)
+        assert ours["param_groups"] == theirs["param_groups"]
+        for i in (0, 1):
+            assert all(
+                torch.equal(ours["state"][i][key], theirs["state"][i][key]) for key in theirs["state"][i]
+            )
+    # a trial's state loads into another trial (and a lone Adam's into either)
+    copy = TrialAdam([weight, bias], trials=2, lr=1.0)
+    copy.load_state_dict(trials.state_dict())
+    assert copy.trial_steps == [4, 2] and copy.lr == 1e-2
+    copy.load_trial_state_dict(0, alone[1].state_dict())
+    assert copy.trial_steps == [2, 2] and torch.equal(copy.exp_avg[0][0], trials.exp_avg[0][1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import struct
@@ -367,9 +368,39 @@ def test_every_reproduction_arm_loads_as_a_recipe_and_plr_arms_share_their_budge
     official = gap[1].curriculum.params
     assert (official["temperature"], official["staleness_coef"]) == (0.1, 0.1)
     assert official["strategy"] == "value_l1" and gap[2].curriculum.params["temperature"] == 1.0
+    # the Robust PLR / ACCEL scores: the label names the strategy and the temperature
+    for arm, recipe in zip(reproductions.EXPERIMENTS["plr_levels_gap"].arms[3:], gap[3:], strict=True):
+        params = recipe.curriculum.params
+        assert params["strategy"].replace("_", " ") in arm.label.replace("_", " "), arm.label
+        assert ("beta = 0.3" in arm.label) == (params.get("temperature", 0.1) == 0.3), arm.label
 
 
-def test_report_reads_the_runs_left_behind_even_one_still_training(capsys, tmp_path: Path):
+def test_reproductions_tables_from_earlier_run_directories(tmp_path: Path):
+    reproductions = load_reproductions()
+    experiment = reproductions.Experiment(
+        arms=[reproductions.Arm("arm a", "x.yaml"), reproductions.Arm("arm a (b)", "x.yaml")],
+        metrics=["collective_return"],
+    )
+    # two earlier commands: seeds 0 of both arms in the first, seeds 1 and 2 of "arm a" in the second
+    runs = [(tmp_path / "first", "arm_a-0", 1.0), (tmp_path / "first", "arm_a_(b)-0", 7.0)]
+    runs += [(tmp_path / "second", "arm_a-1", 2.0), (tmp_path / "second", "arm_a-2", 6.0)]
+    for root, name, final in runs:
+        run_dir = write_run(root / "exp" / "tiny" / name, [0.0] * 9 + [final])
+        perf = [json.dumps({"perf/steps_per_s": 64.0}) + "\n"] * 10  # 8 x 16 steps: 2 s an iteration
+        (run_dir / "perf.jsonl").write_text("".join(perf))
+    args = argparse.Namespace(arms=None, tables_from=[str(tmp_path / "first"), str(tmp_path / "second")])
+    results = reproductions.collect_experiment("exp", experiment, args)
+    assert [r.runs.label for r in results] == ["arm a", "arm a (b)"]
+    assert [run.final("designer/collective_return") for run in results[0].runs.runs] == [1.0, 2.0, 6.0]
+    assert results[0].walls == [20.0] * 3 and len(results[1].runs.runs) == 1
+    lines = reproductions.table(experiment, results).splitlines()
+    # the IQM of three runs trims none of them (25% of 3 rounds down to 0): (1 + 2 + 6) / 3
+    assert [cell.strip() for cell in lines[2].split(" | ")[1:3]] == ["3", "3.000 [1.000, 6.000]"]
+    args.arms = ["arm a (b)"]
+    assert [r.runs.label for r in reproductions.collect_experiment("exp", experiment, args)] == ["arm a (b)"]
+
+
+def test_tables_from_reads_the_runs_left_behind_even_one_still_training(capsys, tmp_path: Path):
     reproductions = load_reproductions()
     experiment = reproductions.Experiment(
         arms=[reproductions.Arm("direct", "x.yaml"), reproductions.Arm("staged", "x.yaml")],
@@ -389,8 +420,8 @@ def test_report_reads_the_runs_left_behind_even_one_still_training(capsys, tmp_p
     run("staged", 0, [0, 6, 7, 1, 1, 1], 6)
     run("staged", 1, [0, 0, 0, 6, 9], 4)  # still training: the last iteration has no perf line yet
     # no seed 2 of either arm yet
-    args = reproductions.argparse.Namespace(seeds=None, arms=None)
-    results = reproductions.report_experiment("exp", experiment, args, tmp_path / "out")
+    args = reproductions.argparse.Namespace(arms=None, tables_from=[tmp_path / "out"])
+    results = reproductions.collect_experiment("exp", experiment, args)
     assert [len(result.runs.runs) for result in results] == [2, 2]
     assert [run.lines[-1]["train/global_step"] for run in results[1].runs.runs] == [768, 512]
     assert results[0].crossings == [None, (384, 6.0)] and results[1].crossings == [(384, 6.0), None]
@@ -400,6 +431,6 @@ def test_report_reads_the_runs_left_behind_even_one_still_training(capsys, tmp_p
     assert cells[0] == ["staged", "0", "0", "384", "never (> 768)", "> 2.00"]
     # seed 1: the schedule has not crossed in its 512 steps so far: at most 384 / 512
     assert cells[1] == ["staged", "1", "0", "never (> 512)", "384", "< 0.75"]
-    assert "staged, seed 1: 512 of" in capsys.readouterr().err
+    assert "staged-1 (512 of" in capsys.readouterr().err
     with pytest.raises(IncentiveError, match="no runs of other"):
-        reproductions.report_experiment("other", experiment, args, tmp_path / "out")
+        reproductions.collect_experiment("other", experiment, args)

@@ -15,6 +15,8 @@ from incentive.plugins.prioritized_level_replay import (
     PrioritizedLevelReplay,
     count_draws,
     level_scores,
+    max_mc_step_scores,
+    raise_max_returns,
     rank_weights,
     replay_distribution,
     step_scores,
@@ -56,7 +58,7 @@ def make_run(num_envs: int, levels: int = 4, seed: int = 0):
     )
 
 
-def rollout(advantages, done, reward=None, learn=None):
+def rollout(advantages, done, reward=None, learn=None, values=None):
     adv = torch.tensor(advantages, dtype=torch.float32)
     if adv.dim() == 2:
         adv = adv[..., None]
@@ -65,6 +67,7 @@ def rollout(advantages, done, reward=None, learn=None):
         done=torch.as_tensor(done, dtype=torch.float32),  # as the loop holds them
         reward=torch.zeros_like(adv) if reward is None else torch.tensor(reward, dtype=torch.float32),
         learn_mask=torch.ones_like(adv, dtype=torch.bool) if learn is None else torch.tensor(learn),
+        values=torch.zeros_like(adv) if values is None else torch.tensor(values, dtype=torch.float32),
     )
 
 
@@ -202,6 +205,66 @@ def test_plr_policy_entropy_scores_by_hand():
     assert plugin.scores[0].item() == pytest.approx(expected[0], rel=1e-6)  # float32 entropies
 
 
+# max_mc by hand: 3 steps, 2 instances, 2 seats. Instance 0 plays level 0 (with a return of [1, 0]
+# carried in from the previous rollout), ends it at t = 1, then starts level 2; instance 1 plays
+# level 1 and ends it at t = 2. Seat 1 of instance 1 does not learn at t = 1.
+MC_REWARD = [[[0, 1], [0, 0]], [[2, 0], [1, 1]], [[0.5, 0.25], [3, 0]]]
+MC_DONE = [[0, 0], [1, 0], [0, 1]]
+MC_LEVELS = [[0, 1], [0, 1], [2, 1]]
+MC_VALUES = [[[0.5, 0.25], [1, 2]], [[1, 1], [0, 0]], [[0.3, 0.3], [4, 0.5]]]
+MC_LEARN = [[[True, True], [True, True]], [[True, True], [True, False]], [[True, True], [True, True]]]
+INF = float("inf")
+
+
+def test_max_mc_raises_each_levels_best_return_by_hand():
+    r_max = torch.tensor([[-INF, -INF], [5.0, 0.0], [-INF, -INF]], dtype=torch.float64)
+    carried = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    r_max, carried = raise_max_returns(
+        r_max, torch.tensor(MC_REWARD), torch.tensor(MC_DONE), torch.tensor(MC_LEVELS), carried
+    )
+    # level 0: seat 0 1 + 0 + 2 = 3, seat 1 0 + 1 + 0 = 1; level 1: seat 0 0 + 1 + 3 = 4 (below the
+    # 5 it had), seat 1 0 + 1 + 0 = 1; level 2: no episode ended; instance 0 carries level 2's start
+    expected = torch.tensor([[3.0, 1.0], [5.0, 1.0], [-INF, -INF]], dtype=torch.float64)
+    assert torch.equal(r_max, expected)
+    assert torch.equal(carried, torch.tensor([[0.5, 0.25], [0.0, 0.0]], dtype=torch.float64))
+
+
+def test_max_mc_step_scores_by_hand():
+    r_max = torch.tensor([[3.0, 1.0], [5.0, 1.0], [-INF, -INF]], dtype=torch.float64)
+    per_step = max_mc_step_scores(
+        torch.tensor(MC_VALUES), torch.tensor(MC_LEARN), torch.tensor(MC_LEVELS), r_max
+    )
+    # t0: ((3 - 0.5) + (1 - 0.25)) / 2, ((5 - 1) + (1 - 2)) / 2; t1: ((3 - 1) + (1 - 1)) / 2, seat 0
+    # only: 5 - 0; t2: level 2 has no R_max yet (NaN), ((5 - 4) + (1 - 0.5)) / 2
+    expected = torch.tensor([[1.625, 1.5], [1.0, 5.0], [float("nan"), 0.75]], dtype=torch.float64)
+    torch.testing.assert_close(per_step, expected, equal_nan=True, rtol=1e-6, atol=1e-6)  # float32 values
+
+
+def test_plr_max_mc_scores_levels_once_an_episode_on_them_ended():
+    run = make_run(2, levels=3)
+    plugin = plr(run, strategy="max_mc")
+    plugin.running = torch.tensor([0, 1])
+    plugin.pending = torch.tensor([2, 1])
+    plugin.r_max[1] = torch.tensor([5.0, 0.0], dtype=torch.float64)
+    plugin.carried[0] = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    data = rollout(torch.zeros(3, 2, 2).tolist(), MC_DONE, MC_REWARD, MC_LEARN, MC_VALUES)
+    plugin.incentive_update_curriculum(run, data)
+    assert plugin.r_max[:2].tolist() == [[3.0, 1.0], [5.0, 1.0]]
+    # level 0: steps t0, t1 of instance 0; level 1: all of instance 1; level 2: not scored, unseen
+    expected = [(1.625 + 1.0) / 2, (1.5 + 5.0 + 0.75) / 3, 0.0]
+    torch.testing.assert_close(plugin.scores, torch.tensor(expected, dtype=torch.float64))
+    assert plugin.seen.tolist() == [True, True, False]
+    # the next rollout: instance 0 ends level 2 at once with the return 0.5 + 1 in seat 0, 0.25 in seat 1
+    data = rollout(
+        torch.zeros(1, 2, 2).tolist(), [[1, 0]], [[[1.0, 0.0], [0.0, 0.0]]], values=[[[0.5, 0.0], [0.0, 0.0]]]
+    )
+    plugin.incentive_update_curriculum(run, data)
+    assert plugin.r_max[2].tolist() == [1.5, 0.25]
+    # level 2: ((1.5 - 0.5) + (0.25 - 0)) / 2; level 1: ((5 - 0) + (1 - 0)) / 2
+    assert plugin.scores.tolist() == [(1.625 + 1.0) / 2, 3.0, 0.625]
+    assert plugin.seen.all()
+
+
 def test_plr_policy_entropy_needs_entropies_in_the_rollout():
     run = make_run(1, levels=2)
     plugin = plr(run, strategy="policy_entropy")
@@ -247,18 +310,33 @@ def test_plr_once_every_level_is_seen_every_draw_is_a_replay():
     assert "curriculum/level_difficulty" in metrics
 
 
-def test_plr_state_round_trip_continues_identically():
+@pytest.mark.parametrize("strategy", ["value_l1", "max_mc"])
+def test_plr_state_round_trip_continues_identically(strategy):
+    def data():
+        return rollout(
+            torch.randn(5, 8, 2).tolist(), torch.rand(5, 8) < 0.3, torch.rand(5, 8, 2).tolist(),
+            values=torch.randn(5, 8, 2).tolist(),
+        )  # fmt: skip
+
     run = make_run(8, levels=6, seed=1)
-    plugin = plr(run, min_seen_fraction=0.0)
+    plugin = plr(run, min_seen_fraction=0.0, strategy=strategy)
     plugin.incentive_next_task(run, 1)
-    plugin.incentive_update_curriculum(run, rollout(torch.randn(5, 8, 2).tolist(), torch.rand(5, 8) < 0.3))
+    plugin.incentive_update_curriculum(run, data())
     state = plugin.incentive_state_dict()
     generator_state = run.generator.get_state()
+    torch.manual_seed(3)
+    later = data()
+    plugin.incentive_update_curriculum(run, later)
     first = plugin.incentive_next_task(run, 2)["level"]
-    other = plr(make_run(8, levels=6), min_seen_fraction=0.0)
+    other = plr(make_run(8, levels=6), min_seen_fraction=0.0, strategy=strategy)
     other.incentive_load_state_dict(state)
     run.generator.set_state(generator_state)
+    other.incentive_update_curriculum(run, later)
     assert torch.equal(other.incentive_next_task(run, 2)["level"], first)
+    for key, value in plugin.incentive_state_dict().items():
+        assert torch.equal(other.incentive_state_dict()[key], value), key
+    if strategy == "max_mc":
+        assert torch.isfinite(plugin.r_max).any() and plugin.carried.abs().sum() > 0
 
 
 def test_plr_bookkeeping_over_10000_levels_is_cheap():

@@ -22,6 +22,13 @@ NAV_PLR = {
     "curriculum": {"plugin": "prioritized_level_replay", "params": {"min_seen_fraction": 0.0}},
     "evaluate": {"every": 4},
 }
+NAV_PLR_MAX_MC = {
+    **NAV_PLR,
+    "curriculum": {
+        "plugin": "prioritized_level_replay",
+        "params": {"min_seen_fraction": 0.0, "strategy": "max_mc"},
+    },
+}
 IPD_SCHEDULE = {
     "curriculum": {
         "plugin": "schedule",
@@ -36,7 +43,9 @@ IPD_SCHEDULE = {
 
 
 # (learning progress's state is covered by the stop-and-resume contract test of every plugin)
-@pytest.mark.parametrize("changes", [NAV_PLR, IPD_SCHEDULE], ids=["plr", "schedule"])
+@pytest.mark.parametrize(
+    "changes", [NAV_PLR, NAV_PLR_MAX_MC, IPD_SCHEDULE], ids=["plr", "plr_max_mc", "schedule"]
+)
 def test_resume_after_sigkill_matches_an_uninterrupted_run(write_recipe, tmp_path: Path, changes):
     # 40 iterations, a checkpoint every 3: the kill lands between checkpoints
     path = write_recipe(

@@ -10,7 +10,9 @@ import pytest
 import torch
 import yaml
 
+from incentive.errors import IncentiveError
 from incentive.league import (
+    LeagueLearners,
     Payoffs,
     TrainedOpponent,
     league_exploiter_probs,
@@ -186,7 +188,7 @@ def test_exploiters_train_snapshot_and_reset_by_the_rules(tmp_path):
         assert f"{player}@3" in names and f"{player}@6" in names
     # both exploiters were reset at iteration 6 (league_reset_prob 1): their weights are the initial ones
     for exploiter in league.exploiters.values():
-        for key, value in exploiter.ppo.net.state_dict().items():
+        for key, value in exploiter.net.state_dict().items():
             assert torch.equal(value, exploiter.initial["net"][key])
     # ... and they had trained: their snapshot at 6 differs from the initial weights
     snap = next(m for m in league.population.members if m.name == "main_exploiter_0@6")
@@ -316,37 +318,41 @@ def test_several_main_agents_split_the_main_instances_and_play_on_their_own(tmp_
 
 
 def test_each_main_agent_trains_only_on_its_own_seats_and_is_snapshotted(tmp_path, monkeypatch):
-    played, trained = defaultdict(list), defaultdict(list)  # per learner: seats it was asked, records
-    act, train = TrainedOpponent.act, TrainedOpponent.train
+    played, trained = defaultdict(list), []  # per learner: seats it was asked; per update: seats, rollout
+    act, train = TrainedOpponent.act, LeagueLearners.train
 
     def spy_act(self, obs, action_mask, seats):
         played[id(self)].append(seats.clone())
         return act(self, obs, action_mask, seats)
 
     def spy_train(self, rollout):
-        trained[id(self)].append((list(self.records), rollout))
+        trained.append((list(self.seats), list(self.records), rollout))
         return train(self, rollout)
 
     monkeypatch.setattr(TrainedOpponent, "act", spy_act)
-    monkeypatch.setattr(TrainedOpponent, "train", spy_train)
+    monkeypatch.setattr(LeagueLearners, "train", spy_train)
     training = _training(tmp_path, main_agents=2, checkpoint_min_iterations=2, checkpoint_max_iterations=3)
     league = training.hooks.pm.get_plugin("league")
     training.run()
     main = league.mains["main_1"]
     own = set(range(1, 16, 2))  # main agent 1's instances: every other one of the first half
-    assert len(played[id(main)]) == 6 * 8 and len(trained[id(main)]) == 6
+    assert len(played[id(main)]) == 6 * 8 and len(trained) == 6  # one batched update per iteration
     for seats in played[id(main)]:  # the loop asks it to act only in its own instances
-        assert set(seats.any(1).nonzero().flatten().tolist()) <= own
-    for records, rollout in trained[id(main)]:
-        assert records
-        for t, rows, _, _, _, _, _, seats in records:
-            assert set(rows.tolist()) <= own
-            assert bool(seats.any(1).all())  # every recorded row is one where it held a seat
-            assert not bool(rollout.learn_mask[t, rows].any())  # and none is the run learner's data
+        assert set(seats.any(1).nonzero().flatten().tolist()) == own
+    learners = league.learner_groups[0]
+    assert learners.names == ["main_1", "main_exploiter_0", "league_exploiter_0"]
+    assert set(learners.rows[learners.trial_of_row == main.trial].tolist()) == own
+    for seats, records, rollout in trained:
+        assert len(seats) == len(records) == 8  # one forward pass per step for all three learners
+        for t, step_seats in enumerate(seats):
+            assert records[t][0] == t and records[t][1].shape[0] == 24  # main_1's 8 + the exploiters' 16
+            rows = step_seats.any(1)
+            assert rows.nonzero().flatten().tolist() == sorted(own | set(range(16, 32)))
+            assert not bool((step_seats & rollout.learn_mask[t]).any())  # none is the run learner's data
     names = [m.name for m in league.population.members]
     assert "main_1@3" in names and "main_1@6" in names  # snapshotted at the max, like every player
     initial = main.initial["net"]  # and never reset: it trained
-    assert any(not torch.equal(v, initial[k]) for k, v in main.ppo.net.state_dict().items())
+    assert any(not torch.equal(v, initial[k]) for k, v in main.net.state_dict().items())
     metrics = training.last_metrics
     assert 0 < metrics["population/league/main_1/mirror_share"] <= 1
     assert 0 <= metrics["population/league/main_1/win_rate_history"] <= 1
@@ -372,3 +378,217 @@ def test_one_main_agent_gives_the_metrics_of_the_code_before_several_main_agents
     _training(tmp_path, iterations=12, **params).run()
     recorded = Path(__file__).parent / "data" / "league_one_main_agent.metrics.jsonl"
     assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == recorded.read_bytes()
+
+
+# --- the other learners, batched ---------------------------------------------------------
+
+BATCHED = {
+    "main_agents": 2,
+    "main_exploiters": 2,
+    "league_exploiters": 1,
+    "bots": ["random"],
+    "checkpoint_min_iterations": 2,
+    "checkpoint_max_iterations": 3,
+    "league_reset_prob": 0.5,
+    "max_snapshots": 6,
+    "evaluate_every": 3,
+}
+
+
+def test_batched_learners_give_the_metrics_of_one_ppo_per_learner(tmp_path):
+    """Four learners (main_1, two main exploiters, a league exploiter) as one batched learner.
+
+    tests/data/league_batched_learners.metrics.jsonl was recorded by the code of fc438ad, where each
+    was a PPO of its own, from this recipe (torch 2.13.0 on CPU, one thread). Their instances differ
+    in number (8, 6, 5, 5), main exploiters are reset after every snapshot (their optimiser step counts
+    then differ from main_1's), and the designer metrics tabulate every learner's policy.
+    """
+    training = _training(tmp_path, iterations=12, **BATCHED)
+    training.run()
+    learners = training.hooks.pm.get_plugin("league").learner_groups
+    assert len(learners) == 1 and learners[0].trials == 4 and learners[0].counts == [8, 6, 5, 5]
+    recorded = Path(__file__).parent / "data" / "league_batched_learners.metrics.jsonl"
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == recorded.read_bytes()
+
+
+def _trial_state(learners: LeagueLearners, trial: int) -> dict:
+    state = learners.trial_state_dict(trial)
+    return {"net": state["net"], "optimizer": state["optimizer"]["state"], "stream": state["generator"]}
+
+
+def _same(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, dict):
+            if not _same(x, y):
+                return False
+        elif not torch.equal(x, y):
+            return False
+    return True
+
+
+def test_resetting_one_exploiter_leaves_the_other_learners_untouched(tmp_path):
+    training = _training(
+        tmp_path, iterations=3, **{**BATCHED, "checkpoint_min_iterations": 5, "checkpoint_max_iterations": 5}
+    )
+    training.run()  # three updates, no snapshot yet, no reset
+    league = training.hooks.pm.get_plugin("league")
+    learners = league.learner_groups[0]
+    before = [_trial_state(learners, k) for k in range(4)]
+    exploiter = league.exploiters["main_exploiter_1"]
+    assert exploiter.trial == 2 and before[2]["optimizer"]  # it has trained: moments and a step count
+    assert not _same(before[2]["net"], exploiter.initial["net"])
+    exploiter.reset()
+    after = [_trial_state(learners, k) for k in range(4)]
+    for k in (0, 1, 3):
+        assert _same(after[k], before[k])  # weights, moments, step counts and streams
+    assert _same(after[2]["net"], exploiter.initial["net"])
+    assert after[2]["optimizer"] == {} and learners.ppo.optimizer.trial_steps[2] == 0  # a fresh optimiser
+    assert learners.ppo.optimizer.trial_steps[0] == 3 * 2  # main_1 goes on (3 updates of 2 minibatches)
+    assert torch.equal(after[2]["stream"], before[2]["stream"])  # its sampling stream goes on
+
+
+def test_a_snapshot_is_a_deep_copy_of_one_learner_only(tmp_path):
+    training = _training(tmp_path, iterations=2, **BATCHED)
+    training.run()
+    league = training.hooks.pm.get_plugin("league")
+    learners = league.learner_groups[0]
+    exploiter = league.exploiters["league_exploiter_0"]
+    member = league.population.add_snapshot(2, source=exploiter, name="league_exploiter_0@test")
+    snap = member.policy.net.state_dict()
+    live = learners.ppo.net.state_dict()
+    for key, value in snap.items():
+        assert value.shape[0] == 1 and live[key].shape[0] == 4  # one trial's groups out of four
+        assert torch.equal(value, live[key][3:4])
+        assert value.data_ptr() != live[key].data_ptr()
+    frozen = {key: value.clone() for key, value in snap.items()}
+    with torch.no_grad():  # the live weights move (as an update or a reset moves them) ...
+        for p in learners.ppo.net.parameters():
+            p.add_(1.0)
+    assert _same(member.policy.net.state_dict(), frozen)  # ... the snapshot does not
+    with torch.no_grad():  # and the snapshot's weights are not the learner's either
+        for p in member.policy.net.parameters():
+            p.zero_()
+    assert all(bool((p != 0).any()) for p in learners.ppo.net.parameters())
+    # it plays as the learner would: the same action probabilities on every information state
+    obs = {a: torch.rand(5, *training.env.observation_spaces[a].shape) for a in training.agents}
+    with torch.no_grad():
+        for p in learners.ppo.net.parameters():
+            p.sub_(1.0)
+    member = league.population.add_snapshot(2, source=exploiter, name="league_exploiter_0@again")
+    assert torch.equal(member.policy.probs(obs, None), exploiter.probs(obs, None))
+
+
+def test_a_learner_that_cannot_learn_sits_the_update_out_as_a_lone_learner_would():
+    """Trial 1 skips the first update (fewer than two samples), then all three go on at their own counts."""
+    from incentive.ppo import PPO, Batch
+    from incentive.recipe import LearnerSpec
+
+    cfg = LearnerSpec(lr=5e-3, minibatches=2, epochs=2, hidden_sizes=[16])
+    seeds = [4, 7, 1]
+    lone = [
+        PPO(config=cfg, obs_dims=[6, 6], action_dims=[3, 3], generator=torch.Generator().manual_seed(s))
+        for s in seeds
+    ]
+    batched = PPO(
+        config=cfg,
+        obs_dims=[6, 6],
+        action_dims=[3, 3],
+        generator=[torch.Generator().manual_seed(s) for s in seeds],
+        independent_trials=True,
+    )
+    g = torch.Generator().manual_seed(0)
+    n = 64
+
+    def batch(k: int) -> dict:
+        obs = torch.randn(n, 2, 6, generator=g)
+        return {
+            "features": lone[k].features({"a": obs[:, 0], "b": obs[:, 1]}, ["a", "b"]),
+            "action_mask": None,
+            "actions": torch.randint(0, 3, (n, 2), generator=g),
+            "logprobs": -torch.rand(n, 2, generator=g) - 1,
+            "values": torch.randn(n, 2, generator=g),
+            "advantages": torch.randn(n, 2, generator=g),
+            "returns": torch.randn(n, 2, generator=g),
+            "policy_mask": torch.rand(n, 2, generator=g) > 0.2,
+            "value_mask": torch.ones(n, 2, dtype=torch.bool),
+        }
+
+    for active in ([True, False, True], [True, True, True], [False, True, True]):
+        fields = [batch(k) for k in range(3)]
+        stats = [lone[k].update(Batch(**fields[k])) if active[k] else {} for k in range(3)]
+        stacked = {
+            key: None if fields[0][key] is None else torch.stack([f[key] for f in fields])
+            for key in fields[0]
+        }
+        assert batched.update_trials(Batch(**stacked), active=active) == stats
+    assert batched.optimizer.trial_steps == [2 * 2 * 2, 2 * 2 * 2, 3 * 2 * 2]  # epochs x minibatches each
+    for k in range(3):
+        assert torch.equal(batched.generators[k].get_state(), lone[k].generator.get_state())
+        for p, q in zip(batched.net.parameters(), lone[k].net.parameters(), strict=True):
+            assert torch.equal(p[k : k + 1], q)
+        lone_state = lone[k].optimizer.state_dict()
+        trial_state = batched.optimizer.trial_state_dict(k)
+        for i, saved in lone_state["state"].items():
+            assert torch.equal(saved["step"], trial_state["state"][i]["step"])
+            assert torch.equal(saved["exp_avg_sq"], trial_state["state"][i]["exp_avg_sq"])
+    with pytest.raises(ValueError, match="independent_trials"):
+        lone[0].update_trials(
+            Batch(**{k: None if v is None else v[None] for k, v in batch(0).items()}), [True]
+        )
+
+
+def test_a_league_with_the_conv_torso_keeps_one_ppo_per_learner(tmp_path):
+    data = {
+        "name": "league_conv",
+        "seed": 1,
+        "env": {"id": "connect_four", "num_envs": 8},
+        "learner": {
+            "rollout_steps": 48,
+            "epochs": 1,
+            "minibatches": 2,
+            "hidden_sizes": [16],
+            "conv_channels": [4],
+        },
+        "opponents": {
+            "plugin": "league",
+            "params": {"main_agents": 2, "checkpoint_min_iterations": 1, "checkpoint_max_iterations": 1},
+        },
+        "objective": {"metric": "collective_return"},
+        "train": {"total_steps": 8 * 48 * 2, "checkpoint_every": 100},
+        "log": {"dir": str(tmp_path / "runs"), "wandb": {"mode": "disabled"}},
+    }
+    path = tmp_path / "league.yaml"
+    path.write_text(yaml.safe_dump(data))
+    recipe = load_recipe(path)
+    training = Training(recipe, run_dir=tmp_path / "run", pm=make_plugin_manager(recipe))
+    training.run()
+    league = training.hooks.pm.get_plugin("league")
+    assert [g.names for g in league.learner_groups] == [
+        ["main_1"],
+        ["main_exploiter_0"],
+        ["league_exploiter_0"],
+    ]
+    assert all(g.trials == 1 for g in league.learner_groups)
+    exploiter = league.exploiters["main_exploiter_0"]  # snapshotted and reset every iteration
+    assert _same(exploiter.net.state_dict(), exploiter.initial["net"])
+    assert not _same(league.mains["main_1"].net.state_dict(), league.mains["main_1"].initial["net"])
+    assert "population/league/main_1/entropy" in training.last_metrics
+
+
+def test_a_learner_seated_outside_its_own_instances_is_an_error(tmp_path):
+    training = _training(tmp_path, **BATCHED)
+    league = training.hooks.pm.get_plugin("league")
+    league.incentive_setup(run=training.context)
+    league.incentive_pick_opponents(run=training.context, iteration=1)
+    exploiter = league.exploiters["main_exploiter_0"]
+    seats = torch.zeros(32, 2, dtype=torch.bool)
+    seats[exploiter.learners.home[exploiter.trial], 0] = True
+    obs, mask = training.ts.obs, training.ts.action_mask
+    actions = exploiter.act(obs, mask, seats)  # its own instances: fine, all learners acted
+    assert actions.shape == (32, 2) and len(exploiter.learners.records) == 1
+    seats[0, 1] = True  # instance 0 is main agent 0's
+    with pytest.raises(IncentiveError, match="'main_exploiter_0' was seated outside its own instances"):
+        exploiter.act(obs, mask, seats)

@@ -41,13 +41,15 @@ CASES = {
             },
         },
     ),
-    # two main agents (the second a learner of its own, never reset), its live copy, its snapshots
+    # two main agents (the second a learner of its own, never reset), its live copy, its snapshots;
+    # with two main exploiters and a league exploiter, four learners batched in one PPO
     "kuhn_league_two_mains": (
         {"id": "kuhn_poker", "num_envs": 32},
         {
             "plugin": "league",
             "params": {
                 "main_agents": 2,
+                "main_exploiters": 2,
                 "checkpoint_min_iterations": 2,
                 "checkpoint_max_iterations": 4,
                 "league_reset_prob": 0.5,

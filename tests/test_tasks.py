@@ -14,7 +14,7 @@ from incentive.plugins.reward_sharing import RewardSharing
 from incentive.plugins.social_value_orientation import SocialValueOrientation
 from incentive.recipe import load_recipe
 from incentive.runner import start_run
-from incentive.tasks import TaskState, episode_returns, instance_param, step_values
+from incentive.tasks import TaskState, accepts_task_param, episode_returns, instance_param, step_values
 
 E, A = 6, 3
 
@@ -147,6 +147,22 @@ def test_a_parameter_the_plugin_does_not_declare_cannot_vary_per_instance():
     _plugin(InequityAversion, tasks)
     with pytest.raises(ValueError, match="cannot change 'gamma' per instance; it accepts alpha, beta"):
         tasks.set({"incentives.0.params.gamma": torch.zeros(2)})
+
+
+@pytest.mark.parametrize(
+    ("field", "accepted"),
+    [
+        ("contracts.0.amount", True),
+        ("contracts.12.amount", True),
+        ("contracts.0.name", False),
+        ("contracts.amount", False),  # `*` is one part of the path, never none
+        ("contracts.0.payee.amount", False),  # ... and never two
+        ("amount", False),
+    ],
+)
+def test_task_params_patterns_match_part_by_part(field, accepted):
+    assert accepts_task_param(Payments, field) is accepted
+    assert accepts_task_param(RewardSharing, "s") and not accepts_task_param(RewardSharing, "aggregate")
 
 
 def test_wrong_shapes_and_non_finite_values_are_errors():
