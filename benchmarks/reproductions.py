@@ -16,12 +16,15 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py plr_navigation --set env.params.max_size=7
     python benchmarks/reproductions.py ipd_opponents
     python benchmarks/reproductions.py --list
+    python benchmarks/reproductions.py schedule_navigation --tables-from /tmp/reproductions-abc123  # tables only
 
 Curricula (issue 10): `plr_navigation` (PLR vs uniform level sampling, mean
 test-level return, with its curve; `plr_levels_gap` the same on 50 training
 levels, where uniform sampling has a generalisation gap), `schedule_navigation`
-(6 x 6 rooms after 4 x 4 and 5 x 5 stages vs directly: env steps until the
-success rate on 6 x 6 rooms stays at the threshold for 3 iterations), `annealing_ipd` and
+(7 x 7 rooms after 4 x 4, 5 x 5 and 6 x 6 stages vs directly: env steps until the
+success rate on 7 x 7 rooms stays at the threshold for 3 iterations, and per seed the
+ratio of the direct arm's steps to the schedule's, censored as "> budget / steps" when
+the direct arm never gets there; `schedule_navigation_6x6` the earlier 6 x 6 target), `annealing_ipd` and
 `annealing_cleanup` (reward sharing s annealed 1 -> 0 vs s = 0 vs s = 1:
 metrics per seed in a window before s leaves 1 and in the run's last 10%,
 long after it reached 0).
@@ -80,6 +83,8 @@ class Experiment:
     threshold_when: tuple[str, float] | None = None
     # ... and only once the metric was >= value in this many reporting iterations in a row
     threshold_for: int = 1
+    # print, per seed, how many times fewer steps than this arm (label) each other arm took to the threshold
+    speedup_against: str | None = None
     curve_metric: str | None = None  # print this metric's IQM over seeds at 5 evenly spaced points
     # (label, first, last): per seed, each metric's mean over the iterations in that fraction of the run
     windows: list[tuple[str, float, float]] = field(default_factory=list)
@@ -237,10 +242,24 @@ EXPERIMENTS: dict[str, Experiment] = {
         seeds=3,
         curve_metric="test/collective_return",
     ),
-    # the hard task: 6 x 6 rooms (random play almost never succeeds); the schedule goes through 4 x 4
-    # and 5 x 5 rooms (recipes/navigation_schedule_6x6.yaml). The threshold counts only on iterations
-    # that, with the one before, handed out 6 x 6 rooms, and needs 3 such iterations in a row
+    # the hard task: 7 x 7 rooms with up to two walls, where a random pair succeeds in 0.6% of its
+    # episodes (6 x 6: 1.7%); the schedule goes through 4 x 4, 5 x 5 and 6 x 6 rooms, advancing at
+    # success >= 0.5 for 2 iterations (recipes/navigation_schedule_7x7.yaml). The threshold counts only
+    # on iterations that, with the one before, handed out 7 x 7 rooms, and needs 3 such in a row
     "schedule_navigation": Experiment(
+        arms=[
+            Arm("7 x 7 directly", "navigation_schedule_7x7.yaml", ["curriculum.params.stages=[{set: {size: 7}}]"]),
+            Arm("4 x 4, 5 x 5, 6 x 6, then 7 x 7", "navigation_schedule_7x7.yaml"),
+        ],
+        metrics=["success"],
+        seeds=3,
+        threshold=("success", 0.5),
+        threshold_when=("curriculum/param/size", 7.0),
+        threshold_for=3,
+        speedup_against="7 x 7 directly",
+    ),
+    # the earlier target, 6 x 6 rooms after 4 x 4 and 5 x 5 stages (1.2M steps; see the README)
+    "schedule_navigation_6x6": Experiment(
         arms=[
             Arm("6 x 6 directly", "navigation_schedule_6x6.yaml", ["curriculum.params.stages=[{set: {size: 6}}]"]),
             Arm("4 x 4, 5 x 5, then 6 x 6", "navigation_schedule_6x6.yaml"),
@@ -250,6 +269,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         threshold=("success", 0.5),
         threshold_when=("curriculum/param/size", 6.0),
         threshold_for=3,
+        speedup_against="6 x 6 directly",
     ),
     # s = 1 for the first 40% of the steps, annealed linearly to 0 over the next 20%, then 0
     "annealing_ipd": Experiment(
@@ -413,6 +433,8 @@ def read_arm_run(run_dir: str) -> RunData:
     run = load_run(run_dir)
     recipe = run.recipe
     perf = [json.loads(line) for line in (run.path / "perf.jsonl").read_text().splitlines()]
+    # a run still training may have written one file's line of an iteration but not the other's yet
+    run.lines, perf = run.lines[: len(perf)], perf[: len(run.lines)]
     per_iteration = recipe["env"]["num_envs"] * recipe["learner"]["rollout_steps"]
     seconds = 0.0
     for line, timing in zip(run.lines, perf, strict=True):
@@ -451,6 +473,65 @@ def first_crossing(
         if streak >= for_iterations:
             return line["train/global_step"], line["seconds"]
     return None
+
+
+def speedup(baseline: int | None, arm: int | None, baseline_steps: int, arm_steps: int) -> str:
+    """How many times fewer steps than the baseline an arm needed to the threshold, censored where runs end.
+
+    A run that never crossed is right-censored at the steps it trained: if only the baseline
+    never crossed, the ratio is at least baseline_steps / arm ("> 2.13"); if only the arm never
+    crossed, at most baseline / arm_steps ("< 0.47"); if neither did, nothing is known ("-").
+
+    Args:
+        baseline: the baseline run's crossing step, or None if it never crossed.
+        arm: the arm's crossing step, or None.
+        baseline_steps: the env steps the baseline run trained (its budget, or so far).
+        arm_steps: the env steps the arm's run trained.
+
+    """
+    if baseline is None and arm is None:
+        return "-"
+    if baseline is None:
+        return f"> {baseline_steps / arm:.2f}"
+    if arm is None:
+        return f"< {baseline / arm_steps:.2f}"
+    return f"{baseline / arm:.2f}"
+
+
+def first_handed_out(lines: list[dict], when: tuple[str, float]) -> int | None:
+    """The env step of the first iteration whose `when` metric (full name) is >= its value, or None."""
+    for line in lines:
+        if line.get(when[0], float("-inf")) >= when[1]:
+            return line["train/global_step"]
+    return None
+
+
+def speedup_table(experiment: Experiment, results: list[ArmResult]) -> str:
+    """Per seed and arm: the steps to the threshold, where the hard task began, and the speedup."""
+    baseline = next(result for result in results if result.runs.label == experiment.speedup_against)
+    headers = ["arm", "seed", "hard task from", "threshold at", f"{baseline.runs.label}: threshold at",
+               "speedup (x fewer steps)"]  # fmt: skip
+    body = []
+    for result in results:
+        if result is baseline:
+            continue
+        for seed, (run, crossed) in enumerate(zip(result.runs.runs, result.crossings, strict=True)):
+            if seed >= len(baseline.runs.runs):
+                break
+            base_run, base_crossed = baseline.runs.runs[seed], baseline.crossings[seed]
+            steps, base_steps = run.lines[-1]["train/global_step"], base_run.lines[-1]["train/global_step"]
+            start = first_handed_out(run.lines, experiment.threshold_when) if experiment.threshold_when else 0
+            body.append(
+                [
+                    result.runs.label,
+                    str(seed),
+                    "never" if start is None else f"{start:,}",
+                    f"{crossed[0]:,}" if crossed else f"never (> {steps:,})",
+                    f"{base_crossed[0]:,}" if base_crossed else f"never (> {base_steps:,})",
+                    speedup(base_crossed and base_crossed[0], crossed and crossed[0], base_steps, steps),
+                ]
+            )
+    return format_table(headers, body)
 
 
 def window_run(run: RunData, first: float, last: float) -> RunData:
@@ -584,7 +665,9 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
     seeds = args.seeds or experiment.seeds
     arms = [arm for arm in experiment.arms if not args.arms or arm.label in args.arms]
     first = args.first_seed
-    jobs = [(arm, seed) for seed in range(first, first + seeds) for arm in arms]  # seed by seed: every arm advances
+    jobs = [
+        (arm, seed) for seed in range(first, first + seeds) for arm in arms
+    ]  # seed by seed: every arm advances
     results = {arm.label: ArmResult(runs=RunsOfArm(label=arm.label)) for arm in arms}
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
@@ -603,19 +686,7 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
         ]
         for (arm, seed), future in zip(jobs, futures, strict=True):
             run_dir, wall, cpu = future.result()
-            run = read_arm_run(run_dir)
-            result = results[arm.label]
-            result.runs.runs.append(run)
-            result.walls.append(wall)
-            if experiment.threshold:
-                result.crossings.append(
-                    first_crossing(
-                        run.lines,
-                        *experiment.threshold,
-                        when=experiment.threshold_when,
-                        for_iterations=experiment.threshold_for,
-                    )
-                )
+            add_run(experiment, results[arm.label], read_arm_run(run_dir), wall)
             print(
                 f"{name}: {arm.label}, seed {seed}: {wall:.1f} s ({cpu:.1f} CPU s)",
                 file=sys.stderr,
@@ -624,17 +695,39 @@ def run_experiment(name: str, experiment: Experiment, args: argparse.Namespace, 
     return list(results.values())
 
 
+def add_run(experiment: Experiment, result: ArmResult, run: RunData, wall: float) -> None:
+    """Add one seed's run to its arm's result, with its threshold crossing."""
+    result.runs.runs.append(run)
+    result.walls.append(wall)
+    if experiment.threshold:
+        result.crossings.append(
+            first_crossing(
+                run.lines,
+                *experiment.threshold,
+                when=experiment.threshold_when,
+                for_iterations=experiment.threshold_for,
+            )
+        )
+
+
 def run_id(label: str, seed: int) -> str:
     """The run directory name of one seed of an arm."""
     return f"{label}-{seed}".replace(" ", "_").replace("/", "_")
 
 
 def collect_experiment(name: str, experiment: Experiment, args: argparse.Namespace) -> list[ArmResult]:
-    """The finished runs of an experiment found under `args.tables_from` (earlier runs of this script).
+    """The runs of an experiment found under `args.tables_from` (earlier runs of this script), no training.
 
     Each directory is a `runs in ...` directory this script printed; the arms (`--arms`, default
-    all) are found by their run directory names, every seed of each, from every directory given.
-    The wall column is then each run's training time from its own records (no evaluations).
+    all) are found by their run directory names, every seed of each (the first `--seeds` if given),
+    from every directory given.
+    A run still training counts as far as it got (its crossing, if any, is final: later iterations
+    cannot move it; if none, it is censored at its last step). The wall column is then each run's
+    training time from its own records (no evaluations).
+
+    Raises:
+        IncentiveError: no run of the experiment in any of the directories.
+
     """
     arms = [arm for arm in experiment.arms if not args.arms or arm.label in args.arms]
     results = []
@@ -647,22 +740,20 @@ def collect_experiment(name: str, experiment: Experiment, args: argparse.Namespa
             for path in sorted((Path(root) / name).glob("*/*"))
             if path.name.startswith(prefix) and path.name[len(prefix) :].isdigit()
         ]
-        for path in found:
+        for path in found[: args.seeds] if getattr(args, "seeds", None) else found:
             run = read_arm_run(str(path))
-            result.runs.runs.append(run)
-            result.walls.append(run.lines[-1]["seconds"])
-            if experiment.threshold:
-                result.crossings.append(
-                    first_crossing(
-                        run.lines,
-                        *experiment.threshold,
-                        when=experiment.threshold_when,
-                        for_iterations=experiment.threshold_for,
-                    )
-                )
-            print(f"{name}: {arm.label}: {path}", file=sys.stderr)
-        if found:
+            if not run.lines:
+                continue
+            add_run(experiment, result, run, run.lines[-1]["seconds"])
+            steps, budget = run.lines[-1]["train/global_step"], run.recipe["train"]["total_steps"]
+            print(f"{name}: {arm.label}: {path} ({steps:,} of {budget:,} steps)", file=sys.stderr)
+        if result.runs.runs:
             results.append(result)
+    if not results:
+        roots = ", ".join(str(root) for root in args.tables_from)
+        raise IncentiveError(
+            f"{roots}: no runs of {name} there (expected `{name}/<recipe name>/<arm>-<seed>`)"
+        )
     return results
 
 
@@ -694,7 +785,8 @@ def main() -> None:
         nargs="+",
         default=None,
         metavar="DIR",
-        help="train nothing: print the tables of the finished runs in these earlier `runs in` directories",
+        help="train nothing: print the tables of the runs (finished or still training) in these earlier "
+        "`runs in` directories",
     )
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
@@ -720,17 +812,21 @@ def main() -> None:
         print(f"runs in {out}", file=sys.stderr)
     for name in args.experiments:
         experiment = EXPERIMENTS[name]
-        if args.tables_from is not None:
-            results = collect_experiment(name, experiment, args)
-        else:
-            try:
+        try:
+            if args.tables_from is not None:
+                results = collect_experiment(name, experiment, args)
+            else:
                 results = run_experiment(name, experiment, args, out)
-            except IncentiveError as exc:  # a bad --set, say: the message names the field
-                print(f"error: {exc}", file=sys.stderr)
-                sys.exit(2)
+        except IncentiveError as exc:  # a bad --set, say, or no runs to read: the message says which
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
         seeds = len(results[0].runs.runs) if results else 0
         print(f"\n## {name} ({seeds} seeds; IQM [95% CI] over seeds of each run's last 10% of iterations)")
         print(table(experiment, results), flush=True)
+        labels = [result.runs.label for result in results]
+        if experiment.speedup_against in labels and len(labels) > 1:
+            print("\nper seed: env steps to the threshold, and the baseline's steps / the arm's")
+            print(speedup_table(experiment, results), flush=True)
         if experiment.curve:
             print(curve_tables(experiment, results), flush=True)
         if experiment.curve_metric:

@@ -270,21 +270,86 @@ def test_first_crossing_needs_iterations_in_a_row_on_the_hard_task():
     assert reproductions.first_crossing(lines_, "x", 0.85, when=when, for_iterations=2) == (900, 90)
 
 
-def test_schedule_navigation_compares_equal_budgets_on_one_hard_task():
+@pytest.mark.parametrize(
+    ("name", "hard", "stages", "steps"),
+    [
+        ("schedule_navigation", 7, [4, 5, 6, 7], 1_700_000),
+        ("schedule_navigation_6x6", 6, [4, 5, 6], 1_200_000),
+    ],
+)
+def test_schedule_navigation_compares_equal_budgets_on_one_hard_task(name, hard, stages, steps):
     reproductions = load_reproductions()
-    from incentive.recipe import load_recipe
-
-    experiment = reproductions.EXPERIMENTS["schedule_navigation"]
+    experiment = reproductions.EXPERIMENTS[name]
     direct, staged = (
         load_recipe(reproductions.RECIPES / arm.recipe, arm.overrides) for arm in experiment.arms
     )
     assert direct.env == staged.env and direct.learner == staged.learner and direct.train == staged.train
+    assert direct.env.params["max_size"] == hard and direct.train.total_steps == steps
     direct_sizes = [stage["set"]["size"] for stage in direct.curriculum.params["stages"]]
     staged_sizes = [stage["set"]["size"] for stage in staged.curriculum.params["stages"]]
-    assert direct_sizes == [6] and staged_sizes == [4, 5, 6]
+    assert direct_sizes == [hard] and staged_sizes == stages
+    # one advance rule for every stage: the plugin's metric condition, the same threshold and K
+    rules = {str(stage.get("advance")) for stage in staged.curriculum.params["stages"][:-1]}
+    assert len(rules) == 1 and "designer/success" in rules.pop()
     # the crossing is counted on the hard task only, the task both arms end on
-    assert experiment.threshold_when == ("curriculum/param/size", 6.0)
+    assert experiment.threshold_when == ("curriculum/param/size", float(hard))
     assert experiment.threshold_for == 3
+    assert experiment.speedup_against == experiment.arms[0].label
+
+
+def test_speedup_is_censored_at_the_budget():
+    speedup = load_reproductions().speedup
+    assert speedup(800_000, 400_000, 1_700_000, 1_700_000) == "2.00"
+    assert speedup(518_144, 225_280, 1_200_000, 1_200_000) == "2.30"
+    # the baseline never crossed: at least 1.7M / 700k = 2.428...
+    assert speedup(None, 700_000, 1_700_000, 1_700_000) == "> 2.43"
+    # ... and a baseline still training (900k steps so far): at least 900k / 700k = 1.285...
+    assert speedup(None, 700_000, 900_000, 1_700_000) == "> 1.29"
+    # the arm never crossed: at most 600k / 1.7M = 0.352...
+    assert speedup(600_000, None, 1_700_000, 1_700_000) == "< 0.35"
+    assert speedup(None, None, 1_700_000, 1_700_000) == "-"
+
+
+def test_speedup_table_per_seed_with_the_hard_task_start(tmp_path: Path):
+    reproductions = load_reproductions()
+    when = ("size", 7.0)
+    assert (
+        reproductions.first_handed_out(
+            [{"train/global_step": 100 * i, "size": 4 + i} for i in range(5)], when
+        )
+        == 300
+    )
+    assert reproductions.first_handed_out([{"train/global_step": 0, "size": 6}], when) is None
+
+    def lines(successes, sizes):
+        return [
+            {"train/global_step": 100 * (i + 1), "seconds": i, "designer/success": x, "size": size}
+            for i, (x, size) in enumerate(zip(successes, sizes, strict=True))
+        ]
+
+    direct = [lines([0.0] * 10, [7] * 10), lines([0.0] * 6 + [0.6] * 4, [7] * 10)]
+    staged = [lines([0.6, 0.7, 0.1, 0.5, 0.5, 0.5, 0.9, 0.9, 0.9, 0.9], [6, 6] + [7] * 8),
+              lines([0.6] * 10, [6] * 10)]  # fmt: skip
+    experiment = reproductions.Experiment(
+        arms=[], metrics=["success"], threshold=("success", 0.5), threshold_when=when, threshold_for=3,
+        speedup_against="direct",
+    )  # fmt: skip
+    results = []
+    for label, runs in (("direct", direct), ("staged", staged)):
+        result = reproductions.ArmResult(runs=reproductions.RunsOfArm(label=label))
+        for run_lines in runs:
+            result.runs.runs.append(RunData(path=tmp_path, recipe={}, lines=run_lines))
+            result.crossings.append(
+                reproductions.first_crossing(run_lines, "success", 0.5, when=when, for_iterations=3)
+            )
+        results.append(result)
+    rows = reproductions.speedup_table(experiment, results).splitlines()[2:]
+    cells = [[cell.strip() for cell in row.split("|")] for row in rows]
+    # seed 0: 7 x 7 from step 300 (iteration 3 has 7 and its predecessor too: 400, 500, 600 count);
+    # the direct arm never crosses in 1,000 steps: > 1000 / 600
+    assert cells[0] == ["staged", "0", "300", "600", "never (> 1,000)", "> 1.67"]
+    # seed 1: the schedule never reaches 7 x 7; the direct arm crosses at 900 (700, 800, 900)
+    assert cells[1] == ["staged", "1", "never", "never (> 1,000)", "900", "< 0.90"]
 
 
 def test_every_reproduction_arm_loads_as_a_recipe_and_plr_arms_share_their_budget():
@@ -333,3 +398,39 @@ def test_reproductions_tables_from_earlier_run_directories(tmp_path: Path):
     assert [cell.strip() for cell in lines[2].split(" | ")[1:3]] == ["3", "3.000 [1.000, 6.000]"]
     args.arms = ["arm a (b)"]
     assert [r.runs.label for r in reproductions.collect_experiment("exp", experiment, args)] == ["arm a (b)"]
+
+
+def test_tables_from_reads_the_runs_left_behind_even_one_still_training(capsys, tmp_path: Path):
+    reproductions = load_reproductions()
+    experiment = reproductions.Experiment(
+        arms=[reproductions.Arm("direct", "x.yaml"), reproductions.Arm("staged", "x.yaml")],
+        metrics=["collective_return"], threshold=("collective_return", 5.0), threshold_for=2,
+        speedup_against="direct", seeds=3,
+    )  # fmt: skip
+    root = tmp_path / "out" / "exp" / "recipe-name"
+
+    def run(arm: str, seed: int, values: list[float], perf_lines: int) -> None:
+        run_dir = write_run(root / f"{arm}-{seed}", values, seed=seed)
+        perf = [json.dumps({"perf/steps_per_s": 64.0}) for _ in range(perf_lines)]
+        (run_dir / "perf.jsonl").write_text("\n".join(perf) + "\n")
+
+    # 128 steps per iteration (tiny recipe: 2 s each at 64 steps/s)
+    run("direct", 0, [0, 0, 0, 0, 0, 0], 6)
+    run("direct", 1, [0, 6, 6, 0, 0], 6)  # still training: a perf line before its metrics line
+    run("staged", 0, [0, 6, 7, 1, 1, 1], 6)
+    run("staged", 1, [0, 0, 0, 6, 9], 4)  # still training: the last iteration has no perf line yet
+    # no seed 2 of either arm yet
+    args = reproductions.argparse.Namespace(arms=None, tables_from=[tmp_path / "out"])
+    results = reproductions.collect_experiment("exp", experiment, args)
+    assert [len(result.runs.runs) for result in results] == [2, 2]
+    assert [run.lines[-1]["train/global_step"] for run in results[1].runs.runs] == [768, 512]
+    assert results[0].crossings == [None, (384, 6.0)] and results[1].crossings == [(384, 6.0), None]
+    assert results[1].walls == [12.0, 8.0]  # training seconds of the last line read
+    rows = reproductions.speedup_table(experiment, results).splitlines()[2:]
+    cells = [[cell.strip() for cell in row.split("|")] for row in rows]
+    assert cells[0] == ["staged", "0", "0", "384", "never (> 768)", "> 2.00"]
+    # seed 1: the schedule has not crossed in its 512 steps so far: at most 384 / 512
+    assert cells[1] == ["staged", "1", "0", "never (> 512)", "384", "< 0.75"]
+    assert "staged-1 (512 of" in capsys.readouterr().err
+    with pytest.raises(IncentiveError, match="no runs of other"):
+        reproductions.collect_experiment("other", experiment, args)
