@@ -94,12 +94,15 @@ class Adam:
 
     def state_dict(self) -> dict:
         """Moments, step count and hyperparameters, in `torch.optim.Adam.state_dict()`'s layout."""
-        step = torch.tensor(float(self.steps), dtype=torch.float32)
+        return self._state_dict(self.steps, self.exp_avg, self.exp_avg_sq)
+
+    def _state_dict(self, steps: int, exp_avg: list[Any], exp_avg_sq: list[Any]) -> dict:
+        step = torch.tensor(float(steps), dtype=torch.float32)
         return {
             "state": {
                 i: {"step": step.clone(), "exp_avg": m.clone(), "exp_avg_sq": v.clone()}
-                for i, (m, v) in enumerate(zip(self.exp_avg, self.exp_avg_sq, strict=True))
-                if self.steps > 0
+                for i, (m, v) in enumerate(zip(exp_avg, exp_avg_sq, strict=True))
+                if steps > 0
             },
             "param_groups": [
                 {
@@ -206,26 +209,9 @@ class TrialAdam(Adam):
 
     def trial_state_dict(self, trial: int) -> dict:
         """One trial's state as a lone `Adam.state_dict()` over its rows of each parameter."""
-        steps = self.trial_steps[trial]
-        step = torch.tensor(float(steps), dtype=torch.float32)
-        moments = zip(self._rows(self.exp_avg, trial), self._rows(self.exp_avg_sq, trial), strict=True)
-        return {
-            "state": {
-                i: {"step": step.clone(), "exp_avg": m.clone(), "exp_avg_sq": v.clone()}
-                for i, (m, v) in enumerate(moments)
-                if steps > 0
-            },
-            "param_groups": [
-                {
-                    "lr": self.lr,
-                    "betas": self.betas,
-                    "eps": self.eps,
-                    "weight_decay": 0,
-                    "amsgrad": False,
-                    "params": list(range(len(self.params))),
-                }
-            ],
-        }
+        return self._state_dict(
+            self.trial_steps[trial], self._rows(self.exp_avg, trial), self._rows(self.exp_avg_sq, trial)
+        )
 
     def load_trial_state_dict(self, trial: int, state: dict) -> None:
         """Restore one trial from a lone `Adam.state_dict()` (`trial_state_dict`'s layout)."""
