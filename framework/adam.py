@@ -118,6 +118,10 @@ class Adam:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict` (ours or `torch.optim.Adam`'s, for the same parameters)."""
+        self.steps = self._load_state_dict(state, self.exp_avg, self.exp_avg_sq)
+
+    def _load_state_dict(self, state: dict, exp_avg: list[Any], exp_avg_sq: list[Any]) -> int:
+        """Hyperparameters into self and moments into the given tensors; returns the step count."""
         group = state["param_groups"][0]
         if len(group["params"]) != len(self.params):
             raise ValueError(
@@ -126,16 +130,17 @@ class Adam:
         self.lr = float(group["lr"])
         self.betas = (float(group["betas"][0]), float(group["betas"][1]))
         self.eps = float(group["eps"])
-        self.steps = 0
-        for i, key in enumerate(group["params"]):
+        steps = 0
+        for key, m, v in zip(group["params"], exp_avg, exp_avg_sq, strict=True):
             saved = state["state"].get(key)
             if saved is None:
-                self.exp_avg[i].zero_()
-                self.exp_avg_sq[i].zero_()
+                m.zero_()
+                v.zero_()
                 continue
-            self.exp_avg[i].copy_(saved["exp_avg"])
-            self.exp_avg_sq[i].copy_(saved["exp_avg_sq"])
-            self.steps = int(float(saved["step"]))
+            m.copy_(saved["exp_avg"])
+            v.copy_(saved["exp_avg_sq"])
+            steps = int(float(saved["step"]))
+        return steps
 
 
 class TrialAdam(Adam):
@@ -215,25 +220,9 @@ class TrialAdam(Adam):
 
     def load_trial_state_dict(self, trial: int, state: dict) -> None:
         """Restore one trial from a lone `Adam.state_dict()` (`trial_state_dict`'s layout)."""
-        group = state["param_groups"][0]
-        if len(group["params"]) != len(self.params):
-            raise ValueError(
-                f"optimizer state holds {len(group['params'])} parameters, the network {len(self.params)}"
-            )
-        self.lr = float(group["lr"])
-        self.betas = (float(group["betas"][0]), float(group["betas"][1]))
-        self.eps = float(group["eps"])
-        self.trial_steps[trial] = 0
-        moments = zip(self._rows(self.exp_avg, trial), self._rows(self.exp_avg_sq, trial), strict=True)
-        for i, (m, v) in zip(group["params"], moments, strict=True):
-            saved = state["state"].get(i)
-            if saved is None:
-                m.zero_()
-                v.zero_()
-                continue
-            m.copy_(saved["exp_avg"])
-            v.copy_(saved["exp_avg_sq"])
-            self.trial_steps[trial] = int(float(saved["step"]))
+        self.trial_steps[trial] = self._load_state_dict(
+            state, self._rows(self.exp_avg, trial), self._rows(self.exp_avg_sq, trial)
+        )
 
     def state_dict(self) -> dict:
         """Every trial's `trial_state_dict`."""
