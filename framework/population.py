@@ -70,7 +70,7 @@ PSRO's sigma; the random bot plays uniformly; NashConv / 2, exact, Kuhn and
 Leduc poker only, `incentive.exploitability`), and `win_rate/<bot>` for each
 `eval_bots` entry: the learner's score (win 1, draw 1/2) against the bot over
 `eval_episodes` evaluation games, half in each seat, that produce no training
-data.
+data, with the learner's actions sampled or greedy (`eval_policy`).
 
 Checkpoints: everything (snapshot weights, sampling streams, counts, ratings,
 slots, the sampler's own state) is saved as tensors and plain containers, so
@@ -82,7 +82,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -762,6 +762,11 @@ class PopulationParams(BaseModel):
         description="Bots the learner's `win_rate/<bot>` designer metric is measured on.",
     )
     eval_episodes: int = Field(256, ge=2, description="Evaluation games per bot (half in each seat).")
+    eval_policy: Literal["sampled", "greedy"] = Field(
+        "sampled",
+        description="How the learner plays its evaluation games: sampling its actions, or greedy "
+        "(the most likely legal action), as `evaluate.policy` does on held-out levels.",
+    )
 
 
 class PopulationSampler:
@@ -970,6 +975,7 @@ class PopulationSampler:
                 games=self.params.eval_episodes,
                 seed=run.recipe.seed * 1_000_003 + run.iteration,
                 minimax_depth=self.params.minimax_depth,
+                greedy=self.params.eval_policy == "greedy",
             )
         return out
 

@@ -19,6 +19,7 @@ from incentive.population import (
     pfsp_weights,
     play_matches,
     score,
+    score_against_bot,
     win_rates,
 )
 from incentive.recipe import load_recipe
@@ -402,6 +403,22 @@ def test_connect_four_win_rates_against_bots_as_designer_metrics(tmp_path):
     masks = torch.stack(recorder.masks)  # [iterations, T, E, 2]
     assert masks.flatten(0, 2).any(0).tolist() == [True, True]
     assert metrics["population/mirror_share"] == 1.0
+
+
+@pytest.mark.parametrize("policy", ["sampled", "greedy"])
+def test_eval_policy_plays_the_evaluation_games_sampled_or_greedy(tmp_path, policy):
+    params = {"eval_bots": ["random"], "eval_episodes": 16, "eval_policy": policy}
+    path = _recipe(tmp_path, {"id": "connect_four", "num_envs": 8}, {"plugin": "self_play", "params": params})
+    training, _ = _training(tmp_path, path)
+    plugin = training.hooks.pm.get_plugin("self_play")
+    plugin.incentive_setup(run=training.context)
+    run = training.context
+    seed = run.recipe.seed * 1_000_003 + run.iteration
+    greedy = score_against_bot(run, "random", games=16, seed=seed, greedy=True)
+    sampled = score_against_bot(run, "random", games=16, seed=seed, greedy=False)
+    assert greedy != sampled  # the untrained learner: the two ways of playing differ on these games
+    got = plugin.designer_values(run)["designer/win_rate/random"]
+    assert got == (greedy if policy == "greedy" else sampled)
 
 
 def test_pfsp_samples_opponents_by_its_weights(tmp_path):
