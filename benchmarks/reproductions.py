@@ -117,6 +117,9 @@ NAV_PLR = [
 # the generalisation-gap regime: 50 training levels instead of 200 (uniform sampling then does worse
 # on the held-out levels than on its training levels), 400k steps (195 iterations)
 NAV_GAP = [*NAV_PLR, "env.params.levels.train=0-49", "train.total_steps=400000"]
+# a policy that can transfer between layouts, as Procgen's CNN: one layer of 32 3 x 3 filters over the
+# four planes as an image (a door or a goal looks the same wherever it is), before the same MLP
+NAV_CONV = ["env.params.observation=image", "learner.conv_channels=[32]", "learner.conv_kernel=3"]
 PVL = "curriculum.params.strategy=positive_value_loss"
 MAX_MC = "curriculum.params.strategy=max_mc"
 
@@ -237,6 +240,8 @@ EXPERIMENTS: dict[str, Experiment] = {
                 [*NAV_GAP, PVL, "curriculum.params.temperature=0.3"]),
             Arm("PLR (max_mc)", "navigation_plr.yaml", [*NAV_GAP, MAX_MC]),
             Arm("PLR (max_mc, beta = 0.3)", "navigation_plr.yaml", [*NAV_GAP, MAX_MC, "curriculum.params.temperature=0.3"]),
+            Arm("uniform levels (conv)", "navigation_uniform.yaml", [*NAV_GAP, *NAV_CONV]),
+            Arm("PLR (official defaults, conv)", "navigation_plr.yaml", [*NAV_GAP, *NAV_CONV]),
         ],
         metrics=["test/collective_return", "test/success", "success"],
         seeds=3,

@@ -7,8 +7,11 @@
 |              | drawn on a fixed (max_size + 2)^2 canvas (cells beyond n are wall)        |
 | actions      | Discrete(5): 0 stay, 1 up, 2 down, 3 left, 4 right; a move into a wall is |
 |              | a stay; agents may share a cell (no collisions)                           |
-| observation  | Box(0, 1, (4 * S * S,)) float32, S = max_size + 2: planes wall, goal,     |
-|              | self, other agents (count, clipped to 1), row-major                       |
+| observation  | four S x S planes, S = max_size + 2: wall, goal, self, other agents       |
+|              | (count, clipped to 1), float32 in [0, 1]. `observation: flat` (default):  |
+|              | Box(0, 1, (4 * S * S,)), plane after plane, each row-major;               |
+|              | `observation: image`: Box(0, 1, (S, S, 4)), channels last, the same       |
+|              | values (flat.reshape(4, S, S).permute(1, 2, 0)), for a conv torso         |
 | reward       | 1 - `time_penalty` * t / `max_steps` to every agent on the step t (1, 2,  |
 |              | ...) on which every goal cell holds an agent, else 0 (default: +1)        |
 | episode      | terminated on that success; truncated after `max_steps` steps             |
@@ -43,13 +46,18 @@ task, each reset draws a training level uniformly from the instance's own
 random stream (one draw per step, used where an episode ends, so instance e
 of a batch behaves exactly as a lone instance seeded with seed + e).
 
+The image observation is for a convolutional torso (`learner.conv_channels`,
+`learner.conv_kernel`), laid out as Connect Four's board ([H, W, C], channels
+last, which the torso reads): one filter then sees a door or a goal wherever
+it is, where an MLP on the flat planes must learn each position apart.
+
 Designer metrics: `success` (share of episodes that reached the goals) and
 `episode_length` (steps per episode).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import gymnasium
 import torch
@@ -77,6 +85,9 @@ class NavigationParams(EnvParams):
         0.0, ge=0, le=1, description="Success on step t pays 1 - time_penalty * t / max_steps (MiniGrid 0.9)."
     )
     levels: LevelRanges = Field(default_factory=LevelRanges, description="Training and held-out test levels.")
+    observation: Literal["flat", "image"] = Field(
+        "flat", description="flat: Box(4 * S * S,); image: Box(S, S, 4), channels last, for a conv torso."
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> NavigationParams:
@@ -156,12 +167,14 @@ class Navigation(BatchedEnv):
         n = params.num_agents
         self.possible_agents = [f"agent_{i}" for i in range(n)]
         self.canvas = params.max_size + 2
-        obs_space = gymnasium.spaces.Box(0.0, 1.0, (4 * self.canvas**2,), dtype="float32")
+        s = self.canvas
+        shape = (s, s, 4) if params.observation == "image" else (4 * s * s,)
+        obs_space = gymnasium.spaces.Box(0.0, 1.0, shape, dtype="float32")
         self.observation_spaces = {a: obs_space for a in self.possible_agents}
         self.action_spaces = {a: gymnasium.spaces.Discrete(len(MOVES)) for a in self.possible_agents}
         self.train_levels = params.levels.train_ids()
         self.test_levels = params.levels.test_ids()
-        e, s = num_envs, self.canvas
+        e = num_envs
         self.pos = torch.zeros(e, n, 2, dtype=torch.long)
         self.t = torch.zeros(e, dtype=torch.long)
         self.level = torch.zeros(e, dtype=torch.long)
@@ -224,8 +237,12 @@ class Navigation(BatchedEnv):
         everyone = own.sum(1, keepdim=True)
         others = (everyone - own).clamp(max=1.0)
         walls = self.walls.reshape(e, 1, s * s).float()
-        planes = torch.cat([walls.expand(e, n, -1), goal[:, None].expand(e, n, -1), own, others], 2)
-        return {agent: planes[:, i] for i, agent in enumerate(self.possible_agents)}
+        planes = [walls.expand(e, n, -1), goal[:, None].expand(e, n, -1), own, others]  # each [E, N, S * S]
+        if self.params.observation == "image":
+            obs = torch.stack(planes, 3).reshape(e, n, s, s, 4)  # channels last
+        else:
+            obs = torch.cat(planes, 2)
+        return {agent: obs[:, i] for i, agent in enumerate(self.possible_agents)}
 
     def _reset(self) -> TimeStep:
         pick = self.rng.integers(len(self.train_levels))[:, 0]

@@ -369,10 +369,21 @@ def test_every_reproduction_arm_loads_as_a_recipe_and_plr_arms_share_their_budge
     assert (official["temperature"], official["staleness_coef"]) == (0.1, 0.1)
     assert official["strategy"] == "value_l1" and gap[2].curriculum.params["temperature"] == 1.0
     # the Robust PLR / ACCEL scores: the label names the strategy and the temperature
-    for arm, recipe in zip(reproductions.EXPERIMENTS["plr_levels_gap"].arms[3:], gap[3:], strict=True):
+    for arm, recipe in zip(reproductions.EXPERIMENTS["plr_levels_gap"].arms[3:7], gap[3:7], strict=True):
         params = recipe.curriculum.params
         assert params["strategy"].replace("_", " ") in arm.label.replace("_", " "), arm.label
         assert ("beta = 0.3" in arm.label) == (params.get("temperature", 0.1) == 0.3), arm.label
+    # the conv arms: the first two arms with the image observation and one layer of 32 3 x 3 filters
+    labels = [arm.label for arm in reproductions.EXPERIMENTS["plr_levels_gap"].arms]
+    assert labels[7:] == ["uniform levels (conv)", "PLR (official defaults, conv)"]
+    for mlp, conv in zip(gap[:2], gap[7:], strict=True):
+        assert conv.env.params["observation"] == "image" and "observation" not in mlp.env.params
+        assert (conv.learner.conv_channels, conv.learner.conv_kernel) == ([32], 3)
+        mlp_data, conv_data = mlp.model_dump(), conv.model_dump()
+        del conv_data["env"]["params"]["observation"], conv_data["learner"]["conv_channels"]
+        del conv_data["learner"]["conv_kernel"], mlp_data["learner"]["conv_channels"]
+        del mlp_data["learner"]["conv_kernel"]
+        assert conv_data == mlp_data
 
 
 def test_reproductions_tables_from_earlier_run_directories(tmp_path: Path):

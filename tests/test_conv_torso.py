@@ -13,6 +13,7 @@ from test_cli import RECIPES, assert_clean_error, run_recipe_briefly
 
 from incentive.conv_torso import ConvTorso
 from incentive.envs.connect_four import ConnectFour
+from incentive.envs.navigation import Navigation, NavigationParams
 from incentive.ppo import PPO
 from incentive.recipe import LearnerSpec, load_recipe
 from incentive.runner import start_run
@@ -112,3 +113,51 @@ def test_a_conv_run_resumes_bit_for_bit_after_sigkill(tmp_path):
     whole, resumed = kill_and_resume(path, tmp_path / "runs" / "conv", iterations=24)
     assert b"population/elo/learner" in whole
     assert resumed == whole
+
+
+def _navigation_image_recipe(tmp_path: Path) -> Path:
+    """PLR on navigation's image observation with a small conv torso: a few iterations, evaluated."""
+    data = yaml.safe_load((RECIPES / "navigation_plr.yaml").read_text())
+    data["env"]["num_envs"] = 8
+    data["env"]["params"].update(
+        {"observation": "image", "max_steps": 12, "levels": {"train": "0-9", "test": "100-107"}}
+    )
+    data["learner"].update(
+        {"rollout_steps": 16, "hidden_sizes": [16], "conv_channels": [8], "conv_kernel": 3}
+    )
+    data["evaluate"] = {"every": 2, "policy": "sampled"}
+    data["train"] = {"total_steps": 8 * 16 * 4, "checkpoint_every": 2}
+    data["log"] = {"dir": str(tmp_path / "runs"), "wandb": {"mode": "disabled"}}
+    path = tmp_path / "navigation_image.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_navigation_image_learner_convolves_the_four_planes():
+    env = Navigation(num_envs=2, params=NavigationParams(observation="image"))  # 9 x 9 interior: 11 x 11
+    config = LearnerSpec(conv_channels=[8], conv_kernel=3, hidden_sizes=[16])
+    learner = PPO.for_env(config, env, env.possible_agents, torch.Generator().manual_seed(0))
+    torso = learner.net.actor[0]
+    assert torso.image == (11, 11, 4)
+    assert torso.convs[0].weight.shape == (8, 4, 3, 3)
+    assert torso.out_dim == 9 * 9 * 8 + 2  # + the agent id of the shared network
+    # the learner's feature rows start with each image flattened channels last, as the torso reads them
+    obs = env.reset(seed=0).obs
+    features = learner.features(obs, env.possible_agents)
+    for i, agent in enumerate(env.possible_agents):
+        assert torch.equal(features[:, i, : 11 * 11 * 4].reshape(2, 11, 11, 4), obs[agent])
+
+
+def test_a_navigation_image_run_is_bit_identical_under_the_same_seed(tmp_path):
+    path = _navigation_image_recipe(tmp_path)
+    first, _ = start_run(load_recipe(path), run_id="a")
+    second, _ = start_run(load_recipe(path), run_id="b")
+    text = Path(first, "metrics.jsonl").read_text()
+    assert text == Path(second, "metrics.jsonl").read_text()
+    assert len(text.splitlines()) == 4
+    assert '"designer/test/success"' in text and '"curriculum/plr/top_share"' in text
+
+
+def test_a_conv_torso_on_the_flat_navigation_observation_is_refused(capsys, tmp_path):
+    code, err = run_recipe_briefly(capsys, tmp_path, "navigation_uniform.yaml", "learner.conv_channels=[8]")
+    assert_clean_error(code, err, "'learner.conv_channels'", "same [H, W, C] image", "'navigation'", "(324,)")

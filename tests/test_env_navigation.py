@@ -6,8 +6,10 @@ from collections import deque
 
 import pytest
 import torch
+from pettingzoo.test import parallel_api_test
 from pydantic import ValidationError
 
+from incentive.envs import ParallelView
 from incentive.envs.levels import MAX_LEVEL, LevelRanges, parse_levels
 from incentive.envs.navigation import Navigation, NavigationParams, generate_layouts
 
@@ -225,3 +227,77 @@ def test_level_ranges_parse_and_keep_test_levels_apart():
 def test_params_check_sizes():
     with pytest.raises(ValidationError, match="min_size"):
         NavigationParams(min_size=8, max_size=6)
+
+
+def test_the_image_observation_holds_the_four_planes_channels_last():
+    # 4 x 4 rooms on a 6 x 6 canvas, no candidate wall column: only the border is wall
+    env = make(1, num_agents=3, min_size=4, max_size=4, observation="image")
+    assert env.observation_spaces["agent_0"].shape == (6, 6, 4)
+    env.reset(seed=0)
+    env.goals[0] = torch.tensor([[2, 4], [3, 4], [4, 4]])
+    env.pos[0] = torch.tensor([[1, 1], [2, 3], [2, 3]])  # agents 1 and 2 share a cell
+    obs = env.step(torch.zeros(1, 3, dtype=torch.long)).obs  # everyone stays
+    border = torch.tensor(
+        [
+            [1, 1, 1, 1, 1, 1],
+            [1, 0, 0, 0, 0, 1],
+            [1, 0, 0, 0, 0, 1],
+            [1, 0, 0, 0, 0, 1],
+            [1, 0, 0, 0, 0, 1],
+            [1, 1, 1, 1, 1, 1],
+        ],
+        dtype=torch.float32,
+    )
+
+    def plane(*cells):
+        out = torch.zeros(6, 6)
+        for r, c in cells:
+            out[r, c] = 1.0
+        return out
+
+    goals = plane((2, 4), (3, 4), (4, 4))
+    expected = {
+        "agent_0": [border, goals, plane((1, 1)), plane((2, 3))],  # two others in one cell: clipped to 1
+        "agent_1": [border, goals, plane((2, 3)), plane((1, 1), (2, 3))],  # agent 2 shares its cell
+        "agent_2": [border, goals, plane((2, 3)), plane((1, 1), (2, 3))],
+    }
+    for agent, planes in expected.items():
+        image = obs[agent][0]
+        assert image.shape == (6, 6, 4) and image.dtype == torch.float32
+        for channel, want in enumerate(planes):
+            assert torch.equal(image[:, :, channel], want), (agent, channel)
+
+
+def test_the_image_observation_is_the_flat_one_rearranged():
+    # same seed, same actions: flat index p * S * S + r * S + c holds image[r, c, p], step after step
+    flat_env, image_env = make(3), make(3, observation="image")
+    s = flat_env.canvas
+    assert flat_env.observation_spaces["agent_0"].shape == (4 * s * s,)
+    flat_ts, image_ts = flat_env.reset(seed=2), image_env.reset(seed=2)
+    generator = torch.Generator().manual_seed(0)
+    finished = 0
+    for _ in range(60):
+        for agent in flat_env.possible_agents:
+            flat, image = flat_ts.obs[agent], image_ts.obs[agent]
+            for p in range(4):
+                for r in range(s):
+                    for c in range(s):
+                        assert torch.equal(flat[:, p * s * s + r * s + c], image[:, r, c, p])
+        actions = torch.randint(0, 5, (3, 2), generator=generator)
+        flat_ts, image_ts = flat_env.step(actions), image_env.step(actions)
+        assert torch.equal(flat_ts.reward, image_ts.reward)
+        if flat_ts.final_obs is not None:
+            finished += 1
+            for agent in flat_env.possible_agents:
+                rearranged = flat_ts.final_obs[agent].reshape(3, 4, s, s).permute(0, 2, 3, 1)
+                assert torch.equal(rearranged, image_ts.final_obs[agent])
+    assert finished > 0  # the episodes' last observations were compared too
+
+
+def test_the_image_observation_passes_pettingzoo_api_test():
+    parallel_api_test(ParallelView(make(1, observation="image")), num_cycles=100)
+
+
+def test_an_unknown_observation_is_refused():
+    with pytest.raises(ValidationError, match=r"observation\n.*'flat' or 'image'"):
+        NavigationParams(observation="pixels")
