@@ -15,6 +15,7 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py kuhn_opponents --steps 100000
     python benchmarks/reproductions.py plr_navigation --set env.params.max_size=7
     python benchmarks/reproductions.py ipd_opponents
+    python benchmarks/reproductions.py schedule_horizon --seeds 1 --jobs 2  # seed 0 of both arms at once
     python benchmarks/reproductions.py --list
     python benchmarks/reproductions.py schedule_navigation --tables-from /tmp/reproductions-abc123  # tables only
 
@@ -24,7 +25,9 @@ levels, where uniform sampling has a generalisation gap), `schedule_navigation`
 (7 x 7 rooms after 4 x 4, 5 x 5 and 6 x 6 stages vs directly: env steps until the
 success rate on 7 x 7 rooms stays at the threshold for 3 iterations, and per seed the
 ratio of the direct arm's steps to the schedule's, censored as "> budget / steps" when
-the direct arm never gets there; `schedule_navigation_6x6` the earlier 6 x 6 target), `annealing_ipd` and
+the direct arm never gets there; `schedule_navigation_6x6` the earlier 6 x 6 target), `schedule_horizon`
+(the same 7 x 7 rooms throughout, with episodes of 120, then 60, then 30 steps vs 30 steps directly:
+the same threshold counted on 30-step episodes only, and the same ratios), `annealing_ipd` and
 `annealing_cleanup` (reward sharing s annealed 1 -> 0 vs s = 0 vs s = 1:
 metrics per seed in a window before s leaves 1 and in the run's last 10%,
 long after it reached 0).
@@ -79,7 +82,7 @@ class Experiment:
     seeds: int = 3
     threshold: tuple[str, float] | None = None  # report the first env step where metric >= value
     curve: tuple[float, ...] = ()  # also print each metric at these fractions of the steps
-    # the threshold only counts on iterations where this metric (full name) is >= this value
+    # the threshold only counts on iterations where this metric (full name) equals this value (the hard task)
     threshold_when: tuple[str, float] | None = None
     # ... and only once the metric was >= value in this many reporting iterations in a row
     threshold_for: int = 1
@@ -276,6 +279,24 @@ EXPERIMENTS: dict[str, Experiment] = {
         threshold_for=3,
         speedup_against="6 x 6 directly",
     ),
+    # the same hard task through longer episodes on the same rooms: every stage hands out the 7 x 7
+    # rooms, with 120, then 60, then 30 steps (a random pair succeeds in 2.5%, 1.1% and 0.5% of such
+    # episodes), advancing at success >= 0.5 for 2 iterations (recipes/navigation_schedule_horizon.yaml).
+    # The direct arm trains as schedule_navigation's does, step for step. The threshold counts only
+    # on iterations that, with the one before, handed out 30-step episodes, and needs 3 such in a row
+    "schedule_horizon": Experiment(
+        arms=[
+            Arm("7 x 7, 30 steps directly", "navigation_schedule_horizon.yaml",
+                ["curriculum.params.stages=[{set: {size: 7, max_steps: 30}}]"]),
+            Arm("120, 60, then 30 steps", "navigation_schedule_horizon.yaml"),
+        ],
+        metrics=["success"],
+        seeds=3,
+        threshold=("success", 0.5),
+        threshold_when=("curriculum/param/max_steps", 30.0),
+        threshold_for=3,
+        speedup_against="7 x 7, 30 steps directly",
+    ),
     # s = 1 for the first 40% of the steps, annealed linearly to 0 over the next 20%, then 0
     "annealing_ipd": Experiment(
         arms=[
@@ -459,16 +480,17 @@ def first_crossing(
 
     Iterations that report no value of the metric (no finished episode) neither count nor break
     the streak, as in the schedule plugin. With `when` (a full metric name and a value), an
-    iteration counts only if that metric is at least the value in it and in the iteration before
-    (say, the schedule's stage handing out the hard task): a task applies at each instance's next
-    reset, so the iteration in which it is first handed out still finishes episodes of the old
-    one; any other iteration breaks the streak.
+    iteration counts only if that metric equals the value in it and in the iteration before
+    (the schedule handing out the hard task: rooms of size 7 after smaller ones, or 30-step
+    episodes after longer ones, so "at least" would not do): a task applies at each instance's
+    next reset, so the iteration in which it is first handed out still finishes episodes of the
+    old one; any other iteration breaks the streak.
     """
     streak = 0
     for index, line in enumerate(lines):
         if when is not None:
             previous = lines[index - 1] if index > 0 else {}
-            if min(line.get(when[0], float("-inf")), previous.get(when[0], float("-inf"))) < when[1]:
+            if line.get(when[0]) != when[1] or previous.get(when[0]) != when[1]:
                 streak = 0
                 continue
         reached = line.get(f"designer/{metric}")
@@ -504,9 +526,9 @@ def speedup(baseline: int | None, arm: int | None, baseline_steps: int, arm_step
 
 
 def first_handed_out(lines: list[dict], when: tuple[str, float]) -> int | None:
-    """The env step of the first iteration whose `when` metric (full name) is >= its value, or None."""
+    """The env step of the first iteration whose `when` metric (full name) equals its value, or None."""
     for line in lines:
-        if line.get(when[0], float("-inf")) >= when[1]:
+        if line.get(when[0]) == when[1]:
             return line["train/global_step"]
     return None
 

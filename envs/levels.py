@@ -91,12 +91,14 @@ def whole_numbers(value: torch.Tensor, key: str, *, rounded: bool = False) -> to
     """A task's whole numbers [E] long; floats must be whole unless `rounded` (then rounded half to even).
 
     Raises:
-        ValueError: naming the task key: not one value per instance, or not whole.
+        ValueError: naming the task key: not one value per instance, not finite, or not whole.
 
     """
     if value.dim() != 1:
         raise ValueError(f"task {key!r}: expected shape (E,), got {tuple(value.shape)}")
     if value.is_floating_point():
+        if not bool(torch.isfinite(value).all()):  # NaN and inf have no integer (casting them is undefined)
+            raise ValueError(f"task {key!r}: expected finite numbers, got {value.tolist()[:8]}")
         if rounded:
             value = value.round()
         elif not bool((value == value.round()).all()):

@@ -12,9 +12,11 @@
 |              | Box(0, 1, (4 * S * S,)), plane after plane, each row-major;               |
 |              | `observation: image`: Box(0, 1, (S, S, 4)), channels last, the same       |
 |              | values (flat.reshape(4, S, S).permute(1, 2, 0)), for a conv torso         |
-| reward       | 1 - `time_penalty` * t / `max_steps` to every agent on the step t (1, 2,  |
-|              | ...) on which every goal cell holds an agent, else 0 (default: +1)        |
-| episode      | terminated on that success; truncated after `max_steps` steps             |
+| reward       | 1 - `time_penalty` * t / L to every agent on the step t (1, 2, ...) on    |
+|              | which every goal cell holds an agent, else 0 (default: +1); L is the      |
+|              | instance's episode length                                                 |
+| episode      | terminated on that success; truncated after L steps: `max_steps`, or the  |
+|              | instance's `max_steps` task (time is not observed)                        |
 
 Levels: a layout is a pure function of its integer level id (0 to 2^31 - 1)
 and the map parameters, the same in every instance and every run:
@@ -40,8 +42,12 @@ pass). `env.params.levels` holds the training levels (`train`) and the
 held-out test levels (`test`, for evaluation only; overlap is an error).
 
 Tasks (per instance, adopted at its next reset): `level` (a level id; a test
-level is refused) and `size` (n, or 0 for the level's own size; fractional
-sizes, as a linear schedule hands out, are rounded to the nearest). Without a
+level is refused), `size` (n, or 0 for the level's own size) and `max_steps`
+(the episode length L, 1 to MAX_EPISODE_STEPS = 10^9, or 0 for the param
+`max_steps`): long episodes let random exploration succeed more often, so a
+schedule can shorten them toward the hard task on the same rooms. Fractional
+sizes and lengths, as a linear schedule hands out, are rounded to the nearest
+(half to even). Without a
 task, each reset draws a training level uniformly from the instance's own
 random stream (one draw per step, used where an episode ends, so instance e
 of a batch behaves exactly as a lone instance seeded with seed + e).
@@ -67,10 +73,12 @@ from incentive.envs.base import BatchedEnv, EnvParams, TimeStep
 from incentive.envs.levels import LevelRanges, level_task, whole_numbers
 from incentive.envs.random import InstanceRandom
 
-__all__ = ["Layouts", "Navigation", "NavigationParams", "generate_layouts"]
+__all__ = ["MAX_EPISODE_STEPS", "Layouts", "Navigation", "NavigationParams", "generate_layouts"]
 
 MOVES = torch.tensor([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]])
 LEVEL_SALT = 0x5EED  # keeps level streams apart from instance streams seeded with the same integer
+MAX_EPISODE_STEPS = 10**9
+"""The longest episode, as a param or a task (the other envs' horizons share the bound)."""
 
 
 class NavigationParams(EnvParams):
@@ -80,9 +88,17 @@ class NavigationParams(EnvParams):
     min_size: int = Field(5, ge=4, description="Smallest interior side n a level may have.")
     max_size: int = Field(9, ge=4, le=25, description="Largest interior side n a level may have.")
     wall_density: float = Field(0.5, ge=0, le=1, description="Chance that a candidate column is a wall.")
-    max_steps: int = Field(40, ge=1, description="Steps before an episode is truncated.")
+    max_steps: int = Field(
+        40,
+        ge=1,
+        le=MAX_EPISODE_STEPS,
+        description="Steps before an episode is truncated (task: per instance).",
+    )
     time_penalty: float = Field(
-        0.0, ge=0, le=1, description="Success on step t pays 1 - time_penalty * t / max_steps (MiniGrid 0.9)."
+        0.0,
+        ge=0,
+        le=1,
+        description="Success on step t pays 1 - time_penalty * t / L, L the episode length (MiniGrid 0.9).",
     )
     levels: LevelRanges = Field(default_factory=LevelRanges, description="Training and held-out test levels.")
     observation: Literal["flat", "image"] = Field(
@@ -159,8 +175,18 @@ class Navigation(BatchedEnv):
     Params: ClassVar[type[EnvParams]] = NavigationParams
     info_keys = ("success", "episode_length")
     metric_names = info_keys
-    task_keys = ("level", "size")
-    state_keys = ("pos", "t", "level", "walls", "goals", "next_level", "next_size")
+    task_keys = ("level", "size", "max_steps")
+    state_keys = (
+        "pos",
+        "t",
+        "max_steps",
+        "level",
+        "walls",
+        "goals",
+        "next_level",
+        "next_size",
+        "next_max_steps",
+    )
 
     def __init__(self, *, num_envs: int, params: EnvParams, device: str = "cpu") -> None:
         super().__init__(num_envs=num_envs, params=params, device=device)
@@ -177,20 +203,24 @@ class Navigation(BatchedEnv):
         e = num_envs
         self.pos = torch.zeros(e, n, 2, dtype=torch.long)
         self.t = torch.zeros(e, dtype=torch.long)
+        self.max_steps = torch.full((e,), params.max_steps, dtype=torch.long)  # each episode's length L
         self.level = torch.zeros(e, dtype=torch.long)
         self.walls = torch.ones(e, s, s, dtype=torch.bool)
         self.goals = torch.zeros(e, n, 2, dtype=torch.long)
         self.next_level = torch.full((e,), -1, dtype=torch.long)  # -1: draw a training level
         self.next_size = torch.zeros(e, dtype=torch.long)  # 0: the level's own size
+        self.next_max_steps = torch.zeros(e, dtype=torch.long)  # 0: params.max_steps
 
     # --- tasks -------------------------------------------------------------
 
     def set_task(self, task: dict[str, torch.Tensor]) -> None:
-        """Per-instance `level` ids and/or `size`s, adopted at each instance's next reset.
+        """Per-instance `level` ids, `size`s and/or `max_steps`, adopted at each instance's next reset.
 
         Raises:
-            ValueError: a level outside the generator's bounds or among the
-                held-out test levels, or a size outside [min_size, max_size].
+            ValueError: naming the key: a level outside the generator's bounds
+                or among the held-out test levels, a size outside [min_size,
+                max_size], an episode length outside [1, MAX_EPISODE_STEPS],
+                or a value that is not a finite number.
 
         """
         super().set_task(task)
@@ -208,6 +238,14 @@ class Navigation(BatchedEnv):
                     f"got {sorted(set(size.tolist()))[:8]}"
                 )
             self.next_size = size.clone()
+        if "max_steps" in task:
+            length = whole_numbers(task["max_steps"], "max_steps", rounded=True)
+            if bool(((length < 0) | (length > MAX_EPISODE_STEPS)).any()):
+                raise ValueError(
+                    f"task 'max_steps': episode lengths must lie in 1..{MAX_EPISODE_STEPS}, "
+                    f"or be 0 (env.params.max_steps, {p.max_steps}), got {sorted(set(length.tolist()))[:8]}"
+                )
+            self.next_max_steps = length.clone()
 
     def level_difficulty(self, levels: torch.Tensor) -> torch.Tensor:
         """[K] float64: the number of walls (doors to pass) of each level at its own size."""
@@ -228,6 +266,8 @@ class Navigation(BatchedEnv):
         self.goals[index] = layouts.goals
         self.pos[index] = layouts.spawns
         self.t[index] = 0
+        length = self.next_max_steps[index]
+        self.max_steps[index] = torch.where(length > 0, length, self.params.max_steps)
 
     def _observe(self) -> dict[str, torch.Tensor]:
         e, n, s = self.num_envs, self.num_agents, self.canvas
@@ -267,8 +307,8 @@ class Navigation(BatchedEnv):
         covered = (self.goals[:, :, None] == self.pos[:, None]).all(-1).any(2)  # [E, goals]
         success = covered.all(1)
         self.t = self.t + 1
-        truncated = (self.t >= self.params.max_steps) & ~success
-        pay = 1.0 - self.params.time_penalty * self.t.double() / self.params.max_steps
+        truncated = (self.t >= self.max_steps) & ~success
+        pay = 1.0 - self.params.time_penalty * self.t.double() / self.max_steps.double()
         reward = torch.where(success, pay, 0.0).float()[:, None].expand(e, self.num_agents).clone()
         info = {"success": success.float(), "episode_length": torch.ones(e)}
         done = success | truncated

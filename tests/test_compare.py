@@ -297,6 +297,45 @@ def test_schedule_navigation_compares_equal_budgets_on_one_hard_task(name, hard,
     assert experiment.speedup_against == experiment.arms[0].label
 
 
+def test_schedule_horizon_keeps_the_rooms_and_schedules_only_the_episode_length():
+    reproductions = load_reproductions()
+    experiment = reproductions.EXPERIMENTS["schedule_horizon"]
+    direct, staged = (
+        load_recipe(reproductions.RECIPES / arm.recipe, arm.overrides) for arm in experiment.arms
+    )
+    assert direct.env == staged.env and direct.learner == staged.learner and direct.train == staged.train
+    assert direct.env.params["max_size"] == 7 and direct.train.total_steps == 1_700_000
+    stages = [stage["set"] for stage in staged.curriculum.params["stages"]]
+    assert [stage["size"] for stage in stages] == [7, 7, 7]  # the same rooms in every stage
+    assert [stage["max_steps"] for stage in stages] == [120, 60, 30]
+    assert direct.curriculum.params["stages"] == [{"set": {"size": 7, "max_steps": 30}}]
+    rules = {str(stage.get("advance")) for stage in staged.curriculum.params["stages"][:-1]}
+    assert len(rules) == 1 and "designer/success" in rules.pop()
+    # the direct arm is schedule_navigation's: the same env, learner, budget and 7 x 7 rooms of 30 steps
+    other = reproductions.EXPERIMENTS["schedule_navigation"].arms[0]
+    size_direct = load_recipe(reproductions.RECIPES / other.recipe, other.overrides)
+    assert size_direct.env == direct.env and size_direct.learner == direct.learner
+    assert size_direct.train == direct.train and size_direct.seed == direct.seed
+    assert direct.env.params["max_steps"] == 30
+    assert experiment.threshold_when == ("curriculum/param/max_steps", 30.0)
+    assert experiment.threshold_for == 3 and experiment.speedup_against == experiment.arms[0].label
+
+
+def test_first_crossing_counts_only_the_hard_task_when_the_schedule_goes_down_to_it():
+    reproductions = load_reproductions()
+    # 120-step episodes for iterations 0-2, 60 for 3-5, 30 from 6; success 0.8 throughout
+    lengths = [120] * 3 + [60] * 3 + [30] * 6
+    lines_ = [
+        {"train/global_step": 100 * i, "seconds": i, "designer/x": 0.8, "max_steps": float(length)}
+        for i, length in enumerate(lengths)
+    ]
+    when = ("max_steps", 30.0)
+    # iteration 6 hands 30 out (its predecessor did not): 7, 8, 9 are the first three that count
+    assert reproductions.first_crossing(lines_, "x", 0.5, when=when, for_iterations=3) == (900, 9)
+    assert reproductions.first_handed_out(lines_, when) == 600
+    assert reproductions.first_handed_out(lines_[:6], when) is None
+
+
 def test_speedup_is_censored_at_the_budget():
     speedup = load_reproductions().speedup
     assert speedup(800_000, 400_000, 1_700_000, 1_700_000) == "2.00"

@@ -644,3 +644,34 @@ def test_plr_in_the_loop_scores_the_levels_the_env_actually_played(tmp_path):
     )  # fmt: skip
     assert recorder.checked == 6
     torch.testing.assert_close(plugin.scores, recorder.expected)
+
+
+def test_a_schedule_over_max_steps_shortens_the_episodes_and_logs_the_length(tmp_path):
+    import json
+
+    from conftest import tiny_recipe_data
+
+    from incentive.recipe import validate_recipe
+    from incentive.runner import start_run
+
+    # 4-step episodes for 3 iterations of 8 x 16 steps, then 2-step ones; the param's 16 is never used
+    stages = [
+        {"set": {"size": 7, "max_steps": 4}, "advance": {"steps": 8 * 16 * 3}},
+        {"set": {"size": 7, "max_steps": 2}},
+    ]
+    data = tiny_recipe_data(
+        tmp_path / "runs",
+        env={"id": "navigation", "num_envs": 8, "params": {"max_size": 7, "max_steps": 16}},
+        incentives=[],
+        curriculum={"plugin": "schedule", "params": {"stages": stages}},
+        train={"total_steps": 8 * 16 * 6, "checkpoint_every": 6},
+        objective={"metric": "success"},
+    )
+    run_dir, _ = start_run(validate_recipe(data, source="test"), run_id="horizon")
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["curriculum/param/max_steps"] for line in lines] == [4.0] * 3 + [2.0] * 3
+    lengths = [line["designer/episode_length"] for line in lines]
+    # iteration 3 hands out 2 steps, adopted at each instance's next reset: from iteration 4 on,
+    # every finished episode began under the new length (iteration 3 still ends 4-step ones)
+    assert all(2.0 < length <= 4.0 for length in lengths[:3]), lengths
+    assert 2.0 < lengths[3] < 4.0 and all(length <= 2.0 for length in lengths[4:]), lengths

@@ -31,11 +31,11 @@ from test_cli import assert_clean_error, run_recipe_briefly
         ),
         (
             "navigation_schedule.yaml",
-            "curriculum.params.stages.0.set={max_steps: 10}",
+            "curriculum.params.stages.0.set={wall_density: 0.1}",
             [
-                "'curriculum.params.stages.0.set.max_steps'",
-                "cannot change 'max_steps' per instance",
-                "level, size",
+                "'curriculum.params.stages.0.set.wall_density'",
+                "cannot change 'wall_density' per instance",
+                "level, size, max_steps",
             ],
         ),
         (
@@ -65,6 +65,26 @@ from test_cli import assert_clean_error, run_recipe_briefly
             "navigation_schedule.yaml",
             "curriculum.params.stages.0.set={size: 12}",
             ["task 'size': sizes must lie in 5..9"],
+        ),
+        (
+            "navigation_schedule.yaml",
+            "curriculum.params.stages.0.set={max_steps: -3}",
+            [
+                "schedule",
+                "incentive_next_task",
+                "task 'max_steps': episode lengths must lie in 1..1000000000, "
+                "or be 0 (env.params.max_steps, 40), got [-3]",
+            ],
+        ),
+        (
+            "navigation_schedule.yaml",
+            "curriculum.params.stages.0.set={max_steps: 2000000000}",
+            ["task 'max_steps': episode lengths must lie in 1..1000000000", "got [2000000000]"],
+        ),
+        (
+            "navigation_schedule.yaml",
+            "env.params.max_steps=2000000000",
+            ["env.params.max_steps", "less than or equal to 1000000000"],
         ),
         (
             "navigation_plr.yaml",

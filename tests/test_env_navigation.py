@@ -149,6 +149,81 @@ def test_time_limit_truncates():
     assert ts.truncated.all() and not ts.terminated.any() and ts.reward.sum() == 0
 
 
+def stay_off_the_goals(env: Navigation, steps: int) -> list:
+    """`steps` steps with both agents held on one cell (two goal cells: never a success); the TimeSteps."""
+    out = []
+    for _ in range(steps):
+        env.pos[:] = torch.tensor([1, 1])
+        out.append(env.step(torch.zeros(env.num_envs, 2, dtype=torch.long)))
+        assert not out[-1].terminated.any()
+    return out
+
+
+def test_a_max_steps_task_truncates_each_instance_at_its_own_length():
+    env = make(3, max_steps=5)
+    env.set_task({"max_steps": torch.tensor([3, 0, 4])})  # 0: the param's 5
+    env.reset(seed=0)
+    assert env.max_steps.tolist() == [3, 5, 4]
+    truncated = [ts.truncated.tolist() for ts in stay_off_the_goals(env, 9)]
+    # instance 0 ends at steps 3, 6, 9; instance 1 at 5; instance 2 at 4 and 8 (the task persists)
+    assert [step for step, row in enumerate(truncated, 1) if row[0]] == [3, 6, 9]
+    assert [step for step, row in enumerate(truncated, 1) if row[1]] == [5]
+    assert [step for step, row in enumerate(truncated, 1) if row[2]] == [4, 8]
+
+
+def test_a_max_steps_task_is_adopted_at_the_next_reset_never_mid_episode():
+    env = make(2, max_steps=4)
+    env.reset(seed=0)
+    stay_off_the_goals(env, 1)
+    env.set_task({"max_steps": torch.tensor([2, 6])})  # mid-episode: the running episodes keep 4
+    assert env.max_steps.tolist() == [4, 4]
+    truncated = [ts.truncated.tolist() for ts in stay_off_the_goals(env, 9)]
+    # both first episodes end at step 4 (instance 0 not at 2); then 4 + 2 = 6, 8, 10 and 4 + 6 = 10
+    assert [step for step, row in enumerate(truncated, 2) if row[0]] == [4, 6, 8, 10]
+    assert [step for step, row in enumerate(truncated, 2) if row[1]] == [4, 10]
+    assert env.max_steps.tolist() == [2, 6]
+
+
+def test_a_max_steps_task_is_rounded_and_zero_means_the_param():
+    env = make(4, max_steps=7)
+    env.set_task({"max_steps": torch.tensor([2.5, 3.5, 0.0, 119.6], dtype=torch.float64)})
+    env.reset(seed=0)
+    assert env.max_steps.tolist() == [2, 4, 7, 120]  # half to even, as a linear schedule's values
+
+
+def test_time_penalty_divides_by_each_instance_own_length():
+    # success on step 3: 1 - 0.9 * 3 / 20 = 0.865 with a 20-step task, 1 - 0.9 * 3 / 10 = 0.73 with the param
+    env = make(2, num_agents=2, max_steps=10, time_penalty=0.9)
+    env.set_task({"max_steps": torch.tensor([20, 0])})
+    env.reset(seed=0)
+    stay_off_the_goals(env, 2)
+    env.pos[:] = env.goals
+    ts = env.step(torch.zeros(2, 2, dtype=torch.long))
+    assert ts.terminated.tolist() == [True, True]
+    assert ts.reward.tolist() == [[pytest.approx(0.865)] * 2, [pytest.approx(0.73)] * 2]
+
+
+def test_state_dict_keeps_each_instance_length_running_and_pending():
+    env, twin = make(3, max_steps=6), make(3, max_steps=6)
+    env.set_task({"max_steps": torch.tensor([3, 0, 5])})
+    ts = env.reset(seed=1)
+    twin.reset(seed=8)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        ts = env.step(torch.randint(0, 5, (3, 2), generator=generator))
+    env.set_task({"max_steps": torch.tensor([9, 2, 0])})  # pending: adopted after the checkpoint
+    twin.load_state_dict(env.state_dict())
+    lengths = set()
+    for _ in range(40):
+        actions = torch.randint(0, 5, (3, 2), generator=generator)
+        ts, other = env.step(actions), twin.step(actions)
+        for field in ("reward", "terminated", "truncated"):
+            assert torch.equal(getattr(ts, field), getattr(other, field)), field
+        assert torch.equal(ts.obs["agent_0"], other.obs["agent_0"])
+        lengths.add(tuple(env.max_steps.tolist()))
+    assert (9, 2, 6) in lengths  # the pending lengths did arrive
+
+
 def test_walls_block_moves():
     env = make(1)
     env.reset(seed=0)
@@ -197,7 +272,16 @@ def test_without_a_task_each_reset_draws_a_training_level():
         ),
         ({"level": torch.tensor([1.5, 2.0])}, "whole numbers"),
         ({"size": torch.tensor([4, 5])}, r"task 'size': sizes must lie in 5\.\.9"),
-        ({"max_steps": torch.tensor([4, 5])}, r"no task parameter\(s\) \['max_steps'\]"),
+        ({"size": torch.tensor([float("nan"), 5.0])}, r"task 'size': expected finite numbers"),
+        (
+            {"max_steps": torch.tensor([-1, 5])},
+            r"task 'max_steps': episode lengths must lie in 1\.\.1000000000, "
+            r"or be 0 \(env\.params\.max_steps, 40\)",
+        ),
+        ({"max_steps": torch.tensor([10**9 + 1, 5])}, r"task 'max_steps': episode lengths must lie in"),
+        ({"max_steps": torch.tensor([float("inf"), 5.0])}, r"task 'max_steps': expected finite numbers"),
+        ({"max_steps": torch.tensor([[30], [30]])}, r"task 'max_steps': expected shape \(E,\)"),
+        ({"wall_density": torch.tensor([0.1, 0.2])}, r"no task parameter\(s\) \['wall_density'\]"),
     ],
 )
 def test_bad_tasks_are_errors_naming_the_key(task, message):
@@ -227,6 +311,8 @@ def test_level_ranges_parse_and_keep_test_levels_apart():
 def test_params_check_sizes():
     with pytest.raises(ValidationError, match="min_size"):
         NavigationParams(min_size=8, max_size=6)
+    with pytest.raises(ValidationError, match="max_steps"):
+        NavigationParams(max_steps=10**9 + 1)
 
 
 def test_the_image_observation_holds_the_four_planes_channels_last():
