@@ -79,14 +79,7 @@ from incentive.envs.base import BatchedEnv, EnvParams, TimeStep
 from incentive.envs.levels import LevelRanges, level_task, whole_numbers
 from incentive.envs.random import InstanceRandom
 
-__all__ = [
-    "MAX_EPISODE_STEPS",
-    "Layouts",
-    "Navigation",
-    "NavigationParams",
-    "generate_layouts",
-    "wall_candidates",
-]
+__all__ = ["MAX_EPISODE_STEPS", "Layouts", "Navigation", "NavigationParams", "generate_layouts"]
 
 MOVES = torch.tensor([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]])
 LEVEL_SALT = 0x5EED  # keeps level streams apart from instance streams seeded with the same integer
