@@ -16,6 +16,7 @@ and `incentive plot` can be pointed at them afterwards. Pick experiments by name
     python benchmarks/reproductions.py plr_navigation --set env.params.max_size=7
     python benchmarks/reproductions.py ipd_opponents
     python benchmarks/reproductions.py schedule_horizon --seeds 1 --jobs 2  # seed 0 of both arms at once
+    python benchmarks/reproductions.py schedule_reverse --seeds 2 --first-seed 1 --jobs 2  # seeds 1, 2
     python benchmarks/reproductions.py --list
     python benchmarks/reproductions.py schedule_navigation --tables-from /tmp/reproductions-abc123  # tables only
 
@@ -27,7 +28,10 @@ success rate on 7 x 7 rooms stays at the threshold for 3 iterations, and per see
 ratio of the direct arm's steps to the schedule's, censored as "> budget / steps" when
 the direct arm never gets there; `schedule_navigation_6x6` the earlier 6 x 6 target), `schedule_horizon`
 (the same 7 x 7 rooms throughout, with episodes of 120, then 60, then 30 steps vs 30 steps directly:
-the same threshold counted on 30-step episodes only, and the same ratios), `annealing_ipd` and
+the same threshold counted on 30-step episodes only, and the same ratios), `schedule_reverse`
+(a reverse curriculum: the same 7 x 7 rooms throughout, the agents starting in the goal's room, then
+one door before it, then two (the leftmost room) vs the leftmost room directly: the same threshold
+counted on iterations that start the agents two doors away only, and the same ratios), `annealing_ipd` and
 `annealing_cleanup` (reward sharing s annealed 1 -> 0 vs s = 0 vs s = 1:
 metrics per seed in a window before s leaves 1 and in the run's last 10%,
 long after it reached 0).
@@ -296,6 +300,27 @@ EXPERIMENTS: dict[str, Experiment] = {
         threshold_when=("curriculum/param/max_steps", 30.0),
         threshold_for=3,
         speedup_against="7 x 7, 30 steps directly",
+    ),
+    # the same hard task through nearer starts on the same rooms (a reverse curriculum, Florensa et al.
+    # 2017): every stage hands out the 7 x 7 rooms of 30 steps, the agents starting in the goal's room,
+    # then one door before it, then two (in 7 x 7 the leftmost room: the hard task); a random pair
+    # succeeds in 9.0%, 0.59% and 0.52% of such episodes. Advancing at success >= 0.5 for 2 iterations
+    # (recipes/navigation_schedule_reverse.yaml). The direct arm sets spawn_doors 2, which is the default
+    # leftmost room in every 7 x 7 layout, so it trains as schedule_navigation's direct arm does, step
+    # for step, and logs the value the threshold needs. The threshold counts only on iterations that,
+    # with the one before, started the agents two doors away, and needs 3 such in a row
+    "schedule_reverse": Experiment(
+        arms=[
+            Arm("7 x 7 directly", "navigation_schedule_reverse.yaml",
+                ["curriculum.params.stages=[{set: {size: 7, spawn_doors: 2}}]"]),
+            Arm("goal room, 1 door, then 2 doors away", "navigation_schedule_reverse.yaml"),
+        ],
+        metrics=["success"],
+        seeds=3,
+        threshold=("success", 0.5),
+        threshold_when=("curriculum/param/spawn_doors", 2.0),
+        threshold_for=3,
+        speedup_against="7 x 7 directly",
     ),
     # s = 1 for the first 40% of the steps, annealed linearly to 0 over the next 20%, then 0
     "annealing_ipd": Experiment(

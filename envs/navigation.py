@@ -26,9 +26,10 @@ and the map parameters, the same in every instance and every run:
   with probability `wall_density`, a full column with one door (a gap) at a
   random row: rooms in a row, joined by doors, so the route zig-zags from
   door to door and distances depend on where the doors are;
-- the N agents start at random cells of the leftmost room; the N goal cells
-  form a vertical line at a random place in the rightmost room (the team
-  succeeds when every goal cell is covered, which needs every agent there).
+- the N agents start at random cells of the leftmost room (or of the room
+  the `spawn_doors` task names); the N goal cells form a vertical line at a
+  random place in the rightmost room (the team succeeds when every goal cell
+  is covered, which needs every agent there).
 
 The reward is sparse: an episode pays once, on success. `time_penalty` (0 by
 default) makes a faster success pay more, as MiniGrid's `1 - 0.9 * t / max_steps`
@@ -42,12 +43,17 @@ pass). `env.params.levels` holds the training levels (`train`) and the
 held-out test levels (`test`, for evaluation only; overlap is an error).
 
 Tasks (per instance, adopted at its next reset): `level` (a level id; a test
-level is refused), `size` (n, or 0 for the level's own size) and `max_steps`
+level is refused), `size` (n, or 0 for the level's own size), `max_steps`
 (the episode length L, 1 to MAX_EPISODE_STEPS = 10^9, or 0 for the param
 `max_steps`): long episodes let random exploration succeed more often, so a
-schedule can shorten them toward the hard task on the same rooms. Fractional
-sizes and lengths, as a linear schedule hands out, are rounded to the nearest
-(half to even). Without a
+schedule can shorten them toward the hard task on the same rooms; and
+`spawn_doors` (d, 0 to the most walls a level can have, (max_size - 3) // 2:
+the agents start in the room d doors before the goal's room, 0 the goal's
+room itself, the leftmost room when the level has fewer than d walls; -1,
+the default, the leftmost room): a reverse curriculum (Florensa et al. 2017)
+starts the agents near the goal, then farther, on the same rooms. Fractional
+sizes, lengths and door counts, as a linear schedule hands out, are rounded
+to the nearest (half to even). Without a
 task, each reset draws a training level uniformly from the instance's own
 random stream (one draw per step, used where an episode ends, so instance e
 of a batch behaves exactly as a lone instance seeded with seed + e).
@@ -121,18 +127,51 @@ class Layouts(NamedTuple):
     num_walls: torch.Tensor
 
 
-def generate_layouts(levels: torch.Tensor, sizes: torch.Tensor, params: NavigationParams) -> Layouts:
+def wall_candidates(max_size: int) -> torch.Tensor:
+    """The interior columns that may hold a wall: 3, 5, 7, ... up to max_size - 2 ((max_size - 3) // 2)."""
+    return torch.arange(3, max_size - 1, 2)
+
+
+def room_columns(
+    is_wall: torch.Tensor, candidates: torch.Tensor, n: torch.Tensor, room: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[K] first and last interior column of each level's room `room` (0: the leftmost), between its walls.
+
+    Args:
+        is_wall: [K, W] which candidate columns are walls.
+        candidates: [W] the candidate columns, ascending.
+        n: [K] interior sides.
+        room: [K] room index, 0 to the level's number of walls (the rightmost room).
+
+    """
+    k = len(n)
+    rank = is_wall.cumsum(1)  # [K, W]: walls at or left of each candidate
+    before = torch.where(is_wall & (rank <= room[:, None]), candidates, 0)  # walls left of the room
+    after = torch.where(is_wall & (rank > room[:, None]), candidates, n[:, None] + 1)  # walls right of it
+    first = 1 + torch.cat([before, torch.zeros(k, 1, dtype=torch.long)], 1).max(1).values
+    last = torch.cat([after, n[:, None] + 1], 1).min(1).values - 1
+    return first, last
+
+
+def generate_layouts(
+    levels: torch.Tensor,
+    sizes: torch.Tensor,
+    params: NavigationParams,
+    spawn_doors: torch.Tensor | None = None,
+) -> Layouts:
     """The layouts of K levels, vectorised (no loop over levels).
 
     Args:
         levels: [K] level ids.
         sizes: [K] interior sides n, or 0 for each level's own size.
         params: the map parameters.
+        spawn_doors: [K] doors from the agents' room to the goal's room (0: the goal's room; more
+            than the level has: the leftmost room), or -1 or None for the leftmost room.
 
     """
     k, n_agents = len(levels), params.num_agents
     canvas = params.max_size + 2
-    candidates = torch.arange(3, params.max_size - 1, 2)  # interior columns that may hold a wall
+    candidates = wall_candidates(params.max_size)
     w = len(candidates)
     rng = InstanceRandom(k)
     rng.seed(levels.long() * 2 + LEVEL_SALT)
@@ -153,20 +192,23 @@ def generate_layouts(levels: torch.Tensor, sizes: torch.Tensor, params: Navigati
         wall_cols[:, candidates] = is_wall
         door_row[:, candidates] = doors
     walls |= wall_cols[:, None, :] & inside[:, :, None] & (rows[None, :, None] != door_row[:, None, :])
-    # left room: columns 1 .. first - 1; right room: columns last + 1 .. n
-    first = torch.cat([torch.where(is_wall, candidates, canvas), n[:, None] + 1], 1).min(1).values
-    last = (
-        torch.cat([torch.where(is_wall, candidates, 0), torch.zeros(k, 1, dtype=torch.long)], 1).max(1).values
-    )
+    # rooms 0 (leftmost) .. num_walls (rightmost, the goal's); the spawn room is spawn_doors walls to
+    # the goal's left, clamped to room 0, which it is by default (the same draws for every room)
+    num_walls = is_wall.sum(1)
+    doors_back = torch.full((k,), -1) if spawn_doors is None else spawn_doors.long()
+    spawn_room = torch.where(doors_back >= 0, (num_walls - doors_back).clamp(min=0), 0)
+    spawn_first, spawn_last = room_columns(is_wall, candidates, n, spawn_room)
+    goal_first, goal_last = room_columns(is_wall, candidates, n, num_walls)
     base = 3 + 2 * w
     spawn_rows = 1 + draws[:, base : base + n_agents] % n[:, None]
-    spawn_cols = 1 + draws[:, base + n_agents : base + 2 * n_agents] % (first - 1)[:, None]
-    goal_col = last + 1 + draws[:, 1 + 2 * w] % (n - last)
+    spawn_width = spawn_last - spawn_first + 1
+    spawn_cols = spawn_first[:, None] + draws[:, base + n_agents : base + 2 * n_agents] % spawn_width[:, None]
+    goal_col = goal_first + draws[:, 1 + 2 * w] % (goal_last - goal_first + 1)
     goal_top = 1 + draws[:, 2 + 2 * w] % (n - n_agents + 1)
     goal_rows = goal_top[:, None] + torch.arange(n_agents)
     goals = torch.stack([goal_rows, goal_col[:, None].expand(-1, n_agents)], -1)
     spawns = torch.stack([spawn_rows, spawn_cols], -1)
-    return Layouts(walls=walls, goals=goals, spawns=spawns, num_walls=is_wall.sum(1))
+    return Layouts(walls=walls, goals=goals, spawns=spawns, num_walls=num_walls)
 
 
 class Navigation(BatchedEnv):
@@ -175,7 +217,7 @@ class Navigation(BatchedEnv):
     Params: ClassVar[type[EnvParams]] = NavigationParams
     info_keys = ("success", "episode_length")
     metric_names = info_keys
-    task_keys = ("level", "size", "max_steps")
+    task_keys = ("level", "size", "max_steps", "spawn_doors")
     state_keys = (
         "pos",
         "t",
@@ -186,6 +228,7 @@ class Navigation(BatchedEnv):
         "next_level",
         "next_size",
         "next_max_steps",
+        "next_spawn_doors",
     )
 
     def __init__(self, *, num_envs: int, params: EnvParams, device: str = "cpu") -> None:
@@ -210,17 +253,20 @@ class Navigation(BatchedEnv):
         self.next_level = torch.full((e,), -1, dtype=torch.long)  # -1: draw a training level
         self.next_size = torch.zeros(e, dtype=torch.long)  # 0: the level's own size
         self.next_max_steps = torch.zeros(e, dtype=torch.long)  # 0: params.max_steps
+        self.next_spawn_doors = torch.full((e,), -1, dtype=torch.long)  # -1: the leftmost room
+        self.max_walls = len(wall_candidates(params.max_size))  # the most walls (doors) a level can have
 
     # --- tasks -------------------------------------------------------------
 
     def set_task(self, task: dict[str, torch.Tensor]) -> None:
-        """Per-instance `level` ids, `size`s and/or `max_steps`, adopted at each instance's next reset.
+        """Per-instance `level` ids, `size`s, `max_steps` and/or `spawn_doors`, adopted at each next reset.
 
         Raises:
             ValueError: naming the key: a level outside the generator's bounds
                 or among the held-out test levels, a size outside [min_size,
                 max_size], an episode length outside [1, MAX_EPISODE_STEPS],
-                or a value that is not a finite number.
+                a door count outside [-1, (max_size - 3) // 2], or a value
+                that is not a finite number.
 
         """
         super().set_task(task)
@@ -246,6 +292,15 @@ class Navigation(BatchedEnv):
                     f"or be 0 (env.params.max_steps, {p.max_steps}), got {sorted(set(length.tolist()))[:8]}"
                 )
             self.next_max_steps = length.clone()
+        if "spawn_doors" in task:
+            doors = whole_numbers(task["spawn_doors"], "spawn_doors", rounded=True)
+            if bool(((doors < -1) | (doors > self.max_walls)).any()):
+                raise ValueError(
+                    f"task 'spawn_doors': door counts must lie in 0..{self.max_walls} (the most walls a "
+                    f"level of max_size {p.max_size} can have), or be -1 (the leftmost room), "
+                    f"got {sorted(set(doors.tolist()))[:8]}"
+                )
+            self.next_spawn_doors = doors.clone()
 
     def level_difficulty(self, levels: torch.Tensor) -> torch.Tensor:
         """[K] float64: the number of walls (doors to pass) of each level at its own size."""
@@ -260,7 +315,7 @@ class Navigation(BatchedEnv):
             return
         drawn = self.train_levels[pick[index] % len(self.train_levels)]
         levels = torch.where(self.next_level[index] >= 0, self.next_level[index], drawn)
-        layouts = generate_layouts(levels, self.next_size[index], self.params)
+        layouts = generate_layouts(levels, self.next_size[index], self.params, self.next_spawn_doors[index])
         self.level[index] = levels
         self.walls[index] = layouts.walls
         self.goals[index] = layouts.goals

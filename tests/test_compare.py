@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from synthetic_runs import write_run
 
 from incentive.cli import main
 from incentive.compare import comparison_table, improvement
+from incentive.envs.navigation import NavigationParams, generate_layouts
 from incentive.errors import IncentiveError
 from incentive.plots import figure_size
 from incentive.recipe import load_recipe
@@ -319,6 +321,57 @@ def test_schedule_horizon_keeps_the_rooms_and_schedules_only_the_episode_length(
     assert direct.env.params["max_steps"] == 30
     assert experiment.threshold_when == ("curriculum/param/max_steps", 30.0)
     assert experiment.threshold_for == 3 and experiment.speedup_against == experiment.arms[0].label
+
+
+def test_schedule_reverse_keeps_the_rooms_and_schedules_only_the_spawn_room():
+    reproductions = load_reproductions()
+    experiment = reproductions.EXPERIMENTS["schedule_reverse"]
+    direct, staged = (
+        load_recipe(reproductions.RECIPES / arm.recipe, arm.overrides) for arm in experiment.arms
+    )
+    assert direct.env == staged.env and direct.learner == staged.learner and direct.train == staged.train
+    assert direct.env.params["max_size"] == 7 and direct.train.total_steps == 1_700_000
+    stages = [stage["set"] for stage in staged.curriculum.params["stages"]]
+    assert [stage["size"] for stage in stages] == [7, 7, 7]  # the same rooms in every stage
+    assert [stage["spawn_doors"] for stage in stages] == [0, 1, 2]
+    assert direct.curriculum.params["stages"] == [{"set": {"size": 7, "spawn_doors": 2}}]
+    rules = [stage.get("advance") for stage in staged.curriculum.params["stages"]]
+    assert rules[:-1] == [{"metric": "designer/success", "threshold": 0.5, "for_iterations": 2}] * 2
+    assert rules[-1] is None
+    # 7 x 7 rooms have at most two walls, so 2 doors back is the leftmost room, the default: the direct
+    # arm is schedule_navigation's, the same env, learner, budget, seed and 7 x 7 rooms of 30 steps
+    params = NavigationParams(**direct.env.params)
+    levels = torch.arange(1000)
+    sizes = torch.full((1000,), 7)
+    assert generate_layouts(levels, sizes, params).num_walls.max() == 2
+    two_doors = generate_layouts(levels, sizes, params, torch.full((1000,), 2))
+    assert all(
+        torch.equal(a, b) for a, b in zip(generate_layouts(levels, sizes, params), two_doors, strict=True)
+    )
+    other = reproductions.EXPERIMENTS["schedule_navigation"].arms[0]
+    size_direct = load_recipe(reproductions.RECIPES / other.recipe, other.overrides)
+    assert size_direct.env == direct.env and size_direct.learner == direct.learner
+    assert size_direct.train == direct.train and size_direct.seed == direct.seed
+    assert size_direct.curriculum.params["stages"] == [{"set": {"size": 7}}]
+    assert direct.env.params["max_steps"] == 30
+    assert experiment.threshold == ("success", 0.5)
+    assert experiment.threshold_when == ("curriculum/param/spawn_doors", 2.0)
+    assert experiment.threshold_for == 3 and experiment.speedup_against == experiment.arms[0].label
+
+
+def test_first_crossing_of_the_reverse_schedule_counts_only_the_leftmost_start():
+    reproductions = load_reproductions()
+    # the goal's room for iterations 0-3, 1 door for 4-5, 2 doors from 6; success 0.8 throughout:
+    # iteration 6 hands 2 out (its predecessor did not), so 7, 8, 9 are the first three that count
+    doors = [0] * 4 + [1] * 2 + [2] * 5
+    lines_ = [
+        {"train/global_step": 100 * i, "seconds": i, "designer/success": 0.8, "doors": float(d)}
+        for i, d in enumerate(doors)
+    ]
+    when = ("doors", 2.0)
+    assert reproductions.first_crossing(lines_, "success", 0.5, when=when, for_iterations=3) == (900, 9)
+    assert reproductions.first_handed_out(lines_, when) == 600
+    assert reproductions.first_crossing(lines_[:9], "success", 0.5, when=when, for_iterations=3) is None
 
 
 def test_first_crossing_counts_only_the_hard_task_when_the_schedule_goes_down_to_it():

@@ -675,3 +675,29 @@ def test_a_schedule_over_max_steps_shortens_the_episodes_and_logs_the_length(tmp
     # every finished episode began under the new length (iteration 3 still ends 4-step ones)
     assert all(2.0 < length <= 4.0 for length in lengths[:3]), lengths
     assert 2.0 < lengths[3] < 4.0 and all(length <= 2.0 for length in lengths[4:]), lengths
+
+
+def test_a_schedule_over_spawn_doors_starts_near_the_goal_then_farther_and_logs_it(tmp_path):
+    import json
+
+    from conftest import tiny_recipe_data
+
+    from incentive.recipe import validate_recipe
+    from incentive.runner import start_run
+
+    # the goal's room for 3 iterations of 8 x 16 steps, then the leftmost room (2 doors in 7 x 7)
+    stages = [
+        {"set": {"size": 7, "spawn_doors": 0}, "advance": {"steps": 8 * 16 * 3}},
+        {"set": {"size": 7, "spawn_doors": 2}},
+    ]
+    data = tiny_recipe_data(
+        tmp_path / "runs",
+        env={"id": "navigation", "num_envs": 8, "params": {"min_size": 4, "max_size": 7, "max_steps": 16}},
+        incentives=[],
+        curriculum={"plugin": "schedule", "params": {"stages": stages}},
+        train={"total_steps": 8 * 16 * 6, "checkpoint_every": 6},
+        objective={"metric": "success"},
+    )
+    run_dir, _ = start_run(validate_recipe(data, source="test"), run_id="reverse")
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["curriculum/param/spawn_doors"] for line in lines] == [0.0] * 3 + [2.0] * 3

@@ -35,7 +35,7 @@ from test_cli import assert_clean_error, run_recipe_briefly
             [
                 "'curriculum.params.stages.0.set.wall_density'",
                 "cannot change 'wall_density' per instance",
-                "level, size, max_steps",
+                "level, size, max_steps, spawn_doors",
             ],
         ),
         (
@@ -80,6 +80,26 @@ from test_cli import assert_clean_error, run_recipe_briefly
             "navigation_schedule.yaml",
             "curriculum.params.stages.0.set={max_steps: 2000000000}",
             ["task 'max_steps': episode lengths must lie in 1..1000000000", "got [2000000000]"],
+        ),
+        (
+            "navigation_schedule.yaml",
+            "curriculum.params.stages.0.set={spawn_doors: -2}",
+            [
+                "schedule",
+                "incentive_next_task",
+                "task 'spawn_doors': door counts must lie in 0..3 (the most walls a level of max_size 9 "
+                "can have), or be -1 (the leftmost room), got [-2]",
+            ],
+        ),
+        (
+            "navigation_schedule.yaml",
+            "curriculum.params.stages.0.set={spawn_doors: 4}",
+            ["task 'spawn_doors': door counts must lie in 0..3", "got [4]"],
+        ),
+        (
+            "navigation_schedule.yaml",
+            "curriculum.params.stages.0.set={spawn_doors: .nan}",
+            ["task 'spawn_doors': expected finite numbers"],
         ),
         (
             "navigation_schedule.yaml",

@@ -224,6 +224,128 @@ def test_state_dict_keeps_each_instance_length_running_and_pending():
     assert (9, 2, 6) in lengths  # the pending lengths did arrive
 
 
+# level 5 at size 7 (min_size 4, max_size 7): walls at columns 3 (door at row 7) and 5 (door at row
+# 5), so rooms at columns 1-2, 4 and 6-7; the goals at (1, 7) and (2, 7), in the rightmost room
+#   #########
+#   #..#.#..#
+#   #..#.#..#
+#   #..#.#..#
+#   #..#.#..#
+#   #..#....#
+#   #..#.#..#
+#   #....#..#
+#   #########
+TWO_WALLS = dict(min_size=4, max_size=7)
+
+
+def spawns_of(level: int, doors: list[int], **params) -> list[list[list[int]]]:
+    """The spawn cells of one 7 x 7 level, one layout per spawn_doors value."""
+    k = len(doors)
+    layouts = generate_layouts(
+        torch.full((k,), level), torch.full((k,), 7), NavigationParams(**params), torch.tensor(doors)
+    )
+    return layouts.spawns.tolist()
+
+
+def test_spawn_doors_puts_the_agents_that_many_doors_before_the_goal_room():
+    layouts = generate_layouts(torch.tensor([5]), torch.tensor([7]), NavigationParams(**TWO_WALLS))
+    walls = layouts.walls[0]
+    assert [c for c in range(1, 8) if walls[1:8, c].sum() == 6] == [3, 5]
+    assert not walls[7, 3] and not walls[5, 5] and layouts.goals[0].tolist() == [[1, 7], [2, 7]]
+    # the same draws in every room: rows 5 and 4, columns first + draw % width; the leftmost room
+    # (1-2) gives columns 1, 2, so the draws are odd and even: 6, 7 in the goal's room (6-7) and 4, 4
+    # in the one-column middle room; 2 doors (and -1, the default) is the leftmost room
+    assert spawns_of(5, [0, 1, 2, -1], **TWO_WALLS) == [
+        [[5, 6], [4, 7]],
+        [[5, 4], [4, 4]],
+        [[5, 1], [4, 2]],
+        [[5, 1], [4, 2]],
+    ]
+    # max_size 9 allows 3 doors: a level with 2 walls clamps 3 to its leftmost room
+    assert spawns_of(5, [3], min_size=4, max_size=9) == spawns_of(5, [2], min_size=4, max_size=9)
+
+
+def test_spawn_doors_on_a_level_without_walls_is_the_one_room():
+    # level 1 at size 7: no wall, a single room; every value draws the same cells
+    assert (
+        int(generate_layouts(torch.tensor([1]), torch.tensor([7]), NavigationParams(**TWO_WALLS)).num_walls)
+        == 0
+    )
+    assert spawns_of(1, [0, 1, 2, -1], **TWO_WALLS) == [[[6, 7], [5, 7]]] * 4
+
+
+def test_spawn_cells_fill_the_spawn_room_and_stay_inside_it():
+    params = NavigationParams(num_agents=3, min_size=5, max_size=11)
+    levels = torch.arange(3000)
+    sizes = torch.zeros(3000, dtype=torch.long)
+    for doors in range(5):
+        layouts = generate_layouts(levels, sizes, params, torch.full((3000,), doors))
+        cells = {0: set(), 1: set()}  # (row, column offset in the room) seen, by room width 1 or more
+        for k in range(3000):
+            walls = layouts.walls[k]
+            n = int((~walls).any(1).sum())
+            inner = [c for c in range(1, n + 1) if walls[1 : n + 1, c].sum() == n - 1]
+            bounds = [0, *inner, n + 1]
+            room = max(len(inner) - doors, 0)
+            first, last = bounds[room] + 1, bounds[room + 1] - 1
+            for r, c in layouts.spawns[k].tolist():
+                assert 1 <= r <= n and first <= c <= last, (doors, k)
+                if n == 11 and last - first == 1:
+                    cells[1].add((r, c - first))
+        # every row and both columns of the two-column rooms of 11 x 11 levels are drawn
+        assert cells[1] == {(r, c) for r in range(1, 12) for c in range(2)}, doors
+
+
+def test_spawn_doors_minus_one_leaves_every_layout_as_it_was():
+    params = NavigationParams(min_size=4, max_size=9)
+    levels = torch.arange(500)
+    for sizes in (torch.zeros(500, dtype=torch.long), torch.full((500,), 9)):
+        default = generate_layouts(levels, sizes, params)
+        leftmost = generate_layouts(levels, sizes, params, torch.full((500,), -1))
+        assert all(torch.equal(a, b) for a, b in zip(default, leftmost, strict=True))
+    env, twin = make(8, max_steps=5), make(8, max_steps=5)
+    twin.set_task({"spawn_doors": torch.full((8,), -1)})
+    generator = torch.Generator().manual_seed(0)
+    ts, other = env.reset(seed=2), twin.reset(seed=2)
+    for _ in range(30):
+        actions = torch.randint(0, 5, (8, 2), generator=generator)
+        ts, other = env.step(actions), twin.step(actions)
+        assert torch.equal(ts.obs["agent_0"], other.obs["agent_0"]) and torch.equal(ts.reward, other.reward)
+
+
+def test_a_spawn_doors_task_is_adopted_at_the_next_reset_and_rounded():
+    env = make(4, max_steps=2, **TWO_WALLS)
+    env.set_task({"level": torch.full((4,), 5), "size": torch.full((4,), 7)})
+    env.reset(seed=0)
+    assert env.pos.tolist() == [[[5, 1], [4, 2]]] * 4  # the leftmost room
+    env.set_task({"spawn_doors": torch.tensor([0.4, 0.5, 1.4, 1.5], dtype=torch.float64)})
+    assert env.next_spawn_doors.tolist() == [0, 0, 1, 2]  # half to even, as a linear schedule's values
+    env.pos[:] = torch.tensor([1, 1])
+    env.step(torch.zeros(4, 2, dtype=torch.long))
+    assert env.pos.tolist() == [[[1, 1], [1, 1]]] * 4  # mid-episode: no one moved
+    env.step(torch.zeros(4, 2, dtype=torch.long))  # the time limit ends every episode
+    goal_room, middle, leftmost = [[5, 6], [4, 7]], [[5, 4], [4, 4]], [[5, 1], [4, 2]]
+    assert env.pos.tolist() == [goal_room, goal_room, middle, leftmost]
+
+
+def test_state_dict_keeps_the_pending_spawn_doors():
+    env, twin = make(3, max_steps=4, **TWO_WALLS), make(3, max_steps=4, **TWO_WALLS)
+    env.set_task({"size": torch.full((3,), 7)})
+    ts = env.reset(seed=1)
+    twin.reset(seed=8)
+    generator = torch.Generator().manual_seed(0)
+    env.step(torch.randint(0, 5, (3, 2), generator=generator))
+    env.set_task({"spawn_doors": torch.tensor([0, 1, 2])})  # pending: adopted after the checkpoint
+    twin.load_state_dict(env.state_dict())
+    assert twin.next_spawn_doors.tolist() == [0, 1, 2]
+    for _ in range(12):
+        actions = torch.randint(0, 5, (3, 2), generator=generator)
+        ts, other = env.step(actions), twin.step(actions)
+        for field in ("reward", "terminated", "truncated"):
+            assert torch.equal(getattr(ts, field), getattr(other, field)), field
+        assert torch.equal(ts.obs["agent_0"], other.obs["agent_0"])
+
+
 def test_walls_block_moves():
     env = make(1)
     env.reset(seed=0)
@@ -281,6 +403,14 @@ def test_without_a_task_each_reset_draws_a_training_level():
         ({"max_steps": torch.tensor([10**9 + 1, 5])}, r"task 'max_steps': episode lengths must lie in"),
         ({"max_steps": torch.tensor([float("inf"), 5.0])}, r"task 'max_steps': expected finite numbers"),
         ({"max_steps": torch.tensor([[30], [30]])}, r"task 'max_steps': expected shape \(E,\)"),
+        (
+            {"spawn_doors": torch.tensor([-2, 0])},
+            r"task 'spawn_doors': door counts must lie in 0\.\.3 \(the most walls a level of max_size 9 "
+            r"can have\), or be -1 \(the leftmost room\), got \[-2, 0\]",
+        ),
+        ({"spawn_doors": torch.tensor([4, 0])}, r"task 'spawn_doors': door counts must lie in 0\.\.3"),
+        ({"spawn_doors": torch.tensor([-1.6, 0.0])}, r"task 'spawn_doors': door counts .* got \[-2, 0\]"),
+        ({"spawn_doors": torch.tensor([float("nan"), 0.0])}, r"task 'spawn_doors': expected finite numbers"),
         ({"wall_density": torch.tensor([0.1, 0.2])}, r"no task parameter\(s\) \['wall_density'\]"),
     ],
 )
