@@ -55,8 +55,19 @@ class InstanceRandom:
         """Set instance e's stream from seeds[e] (mixed, so nearby seeds diverge)."""
         self.state = splitmix64(seeds.to(torch.int64).to(self.state.device) * _GAMMA + _GAMMA)
 
-    def bits(self, n: int, *, instance_last: bool = False) -> torch.Tensor:
-        """[E, n] (or [n, E] if `instance_last`) int64 of 64 random bits each; advances every stream by n."""
+    def bits(
+        self, n: int, *, instance_last: bool = False, advance: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[E, n] (or [n, E] if `instance_last`) int64 of 64 random bits each; advances the streams by n.
+
+        Args:
+            n: draws per stream.
+            instance_last: return [n, E] instead of [E, n].
+            advance: [E] bool, or None for all: only these streams advance. The rows of the others are
+                what they will draw next, not fresh numbers: ignore them. An env that draws only for
+                the instances that start a new episode passes them here, so that each instance's
+                stream depends on its own episodes alone, not on when the others end theirs.
+        """
         offsets = self._offsets.get(n)
         if offsets is None:
             offsets = torch.arange(1, n + 1, dtype=torch.int64, device=self.state.device) * _GAMMA
@@ -65,7 +76,11 @@ class InstanceRandom:
             draws = splitmix64(self.state[None, :] + offsets[:, None])
         else:
             draws = splitmix64(self.state[:, None] + offsets)
-        self.state = self.state + _signed((n * _GAMMA) % (1 << 64))
+        step = _signed((n * _GAMMA) % (1 << 64))
+        if advance is None:
+            self.state = self.state + step
+        else:
+            self.state = self.state + advance.to(torch.int64) * step
         return draws
 
     def draw_one(self, instance: int) -> int:
@@ -78,9 +93,14 @@ class InstanceRandom:
         """[E, n] float32 uniform on [0, 1), exact multiples of 2**-24."""
         return _shift_right(self.bits(n), 40).to(torch.float32) * (2.0**-24)
 
-    def integers(self, high: torch.Tensor | int, n: int = 1) -> torch.Tensor:
-        """[E, n] int64 uniform on {0, ..., high - 1}; `high` may be [E] or [E, n]."""
+    def integers(
+        self, high: torch.Tensor | int, n: int = 1, *, advance: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[E, n] int64 uniform on {0, ..., high - 1}; `high` may be [E] or [E, n] (or [1, n]).
+
+        `advance` is `bits`'s: only those streams advance (the other rows are not fresh draws).
+        """
         high = torch.as_tensor(high, dtype=torch.int64, device=self.state.device)
         if high.dim() == 1:
             high = high[:, None]
-        return _shift_right(self.bits(n), 1) % high
+        return _shift_right(self.bits(n, advance=advance), 1) % high
