@@ -271,30 +271,32 @@ class ConnectFour(BatchedEnv):
 
     # --- the interface -----------------------------------------------------
 
-    def _play_openings(self, fresh: torch.Tensor) -> None:
-        """The random opening plies of the games that start now in the `fresh` [E] bool instances.
+    def _play_openings(self, rows: torch.Tensor) -> None:
+        """The random opening plies of the games that start now in the instances `rows` ([m] long).
 
-        Their boards must be empty and `planes` a tensor not yet handed out (it is written in place).
-        Each fresh instance draws K + 1 numbers, its number of plies k and K columns, of which the
-        first k are played; the other instances' streams and boards stay as they are. All plies are
-        placed at once: a ply's piece lands at the height of the earlier plies in its column.
+        Their boards must be empty. Each of them draws K + 1 numbers from its own stream, its number
+        of plies k and K columns, of which the first k are played; the other instances' streams and
+        boards stay as they are. All plies are placed at once: a ply's piece lands at the height of
+        the earlier plies in its column. Only the m rows are computed (a few per step in training).
+        It writes the state tensors in place: the reset that emptied the boards made them anew, so
+        no observation handed out shares them.
         """
-        draws = self.rng.integers(self._opening_high, self._opening + 1, advance=fresh)
-        plies = draws[:, 0] * fresh
-        column = draws[:, 1:]  # [E, K]
-        played = self._ply < plies[:, None]  # [E, K]
+        draws = self.rng.integers(self._opening_high, self._opening + 1, streams=rows)
+        plies, column = draws[:, 0], draws[:, 1:]  # [m], [m, K]
+        played = self._ply < plies[:, None]  # [m, K]
         below = (column[:, :, None] == column[:, None, :]) & played[:, None, :] & self._earlier
-        slot = column * STRIDE + below.sum(2)  # [E, K] bit numbers of the pieces
+        slot = column * STRIDE + below.sum(2)  # [m, K] bit numbers of the pieces
         pieces = played.long() << slot
         # player_0 plays the even plies, player_1 the odd ones; distinct bits, so a sum is their union
-        self.boards = self.boards | torch.stack([pieces[:, 0::2].sum(1), pieces[:, 1::2].sum(1)], 1)
-        self.heights = self.heights.scatter_add(1, column, played.long())
-        full = ((self.heights == ROWS).long() << _COLUMN_INDEX.to(self.device)).sum(1)
-        self.full = self.full | full
-        self.moves = self.moves + plies
-        self.turn = self.turn ^ (plies & 1)
-        cell = self._tables["plane_cell"][slot * 2 + self._ply % 2]  # [E, K, 2 viewers]
-        index = (self._plane_base.T[:, None, :] + cell).reshape(-1)
+        self.boards[rows] = torch.stack([pieces[:, 0::2].sum(1), pieces[:, 1::2].sum(1)], 1)
+        heights = torch.zeros(len(rows), COLUMNS, dtype=torch.int64, device=self.device)
+        heights = heights.scatter_add(1, column, played.long())
+        self.heights[rows] = heights
+        self.full[rows] = ((heights == ROWS).long() << _COLUMN_INDEX.to(self.device)).sum(1)
+        self.moves[rows] = plies
+        self.turn[rows] = plies & 1
+        cell = self._tables["plane_cell"][slot * 2 + self._ply % 2]  # [m, K, 2 viewers]
+        index = (self._plane_base[:, rows].T[:, None, :] + cell).reshape(-1)
         placed = played[:, :, None].expand(-1, -1, 2).reshape(-1).to(torch.int8)
         self.planes.view(-1).index_put_((index,), placed, accumulate=True)
 
@@ -302,7 +304,7 @@ class ConnectFour(BatchedEnv):
         for key in self.state_keys:
             setattr(self, key, torch.zeros_like(getattr(self, key)))
         if self._opening:
-            self._play_openings(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+            self._play_openings(torch.arange(self.num_envs, device=self.device))
         acting, masks = self._acting_and_masks()
         ts = self._first_step(self._observe(), acting)
         ts.action_mask = masks
@@ -375,7 +377,7 @@ class ConnectFour(BatchedEnv):
             self.planes = self.planes * keep.to(torch.int8).view(1, -1, 1, 1, 1)
             self.turn = (1 - turn) * keep
             if self._opening:
-                self._play_openings(terminated)
+                self._play_openings(terminated.nonzero()[:, 0])
         else:
             self.turn = 1 - turn
         acting, masks = self._acting_and_masks()

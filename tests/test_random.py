@@ -64,18 +64,20 @@ def test_uniform_and_integers_ranges():
     assert rng.integers(3, 1000).unique().tolist() == [0, 1, 2]
 
 
-def test_advance_moves_only_the_chosen_streams():
-    """Streams outside `advance` stay put: their next draws are what they would have drawn anyway."""
+def test_streams_draw_and_advance_only_the_chosen_streams():
+    """Only the chosen streams draw and move; each draws what it would alone."""
     rng = InstanceRandom(3)
     rng.seed(torch.arange(3) + 7)
-    start = rng.state.clone()
-    first = rng.bits(4, advance=torch.tensor([True, False, True]))
     lone = [InstanceRandom(1) for _ in range(3)]
     for e, one in enumerate(lone):
         one.seed(torch.tensor([7 + e]))
-        assert torch.equal(one.bits(4)[0], first[e])
-    assert rng.state[1] == start[1] and rng.state[0] != start[0]
-    assert torch.equal(rng.bits(4)[[0, 2]], torch.stack([lone[0].bits(4)[0], lone[2].bits(4)[0]]))
-    assert torch.equal(rng.state, torch.stack([lone[0].state[0], lone[1].state[0], lone[2].state[0]]))
-    assert rng.integers(5, 2, advance=torch.tensor([False, False, False])).shape == (3, 2)
-    assert torch.equal(rng.state, torch.stack([one.state[0] for one in lone]))
+    start = rng.state.clone()
+    first = rng.bits(4, streams=torch.tensor([2, 0]))
+    assert first.shape == (2, 4)
+    assert torch.equal(first[0], lone[2].bits(4)[0]) and torch.equal(first[1], lone[0].bits(4)[0])
+    assert rng.state[1] == start[1]
+    assert torch.equal(rng.bits(3), torch.cat([one.bits(3) for one in lone]))
+    assert torch.equal(rng.state, torch.cat([one.state for one in lone]))
+    k = rng.integers(torch.tensor([[5, 2]]), 2, streams=torch.tensor([1]))
+    assert k.shape == (1, 2) and 0 <= k[0, 0] < 5 and 0 <= k[0, 1] < 2
+    assert rng.state[0] == lone[0].state[0] and rng.state[1] != lone[1].state[0]
