@@ -4,7 +4,9 @@ The learner plays `random`, `one_ply` and the full-width `minimax` bot at
 depths 1..`max_depth` (`envs/connect_four_bots.py`): `games` evaluation
 games per opponent, half in each seat, no training data. Score = (wins +
 draws / 2) / games. "The best depth-N minimax the agent beats" (issue 9) is
-the largest N whose score is above 0.5.
+the largest N whose score is above 0.5. Every game starts from the empty
+board, also for a learner trained with random openings (`matches_against_bot`
+builds its env from the env's `evaluation_params()`).
 
 Two ways to use it:
 

@@ -22,6 +22,9 @@ busy machine the CPU-time rates are closer to what an idle core would give).
 
     .venv/bin/python benchmarks/connect_four_throughput.py                 # E = 4096, ~25 s
     .venv/bin/python benchmarks/connect_four_throughput.py --num-envs 1024 --seconds 3
+
+The plain env (the empty board at every reset) is what it measures; `--random-opening 6` times the
+batched env with training's random openings instead (the PettingZoo side stays as it is).
 """
 
 from __future__ import annotations
@@ -52,9 +55,9 @@ def random_legal_columns(legal: torch.Tensor, generator: torch.Generator) -> tor
     return column
 
 
-def batched_rate(num_envs: int, seconds: float) -> tuple[float, float, float, int]:
+def batched_rate(num_envs: int, seconds: float, random_opening: int = 0) -> tuple[float, float, float, int]:
     """Agent-steps/s of the batched env: wall and CPU with the sampler, CPU inside `env.step`; steps timed."""
-    env = ConnectFour(num_envs=num_envs, params=ConnectFour.Params())
+    env = ConnectFour(num_envs=num_envs, params=ConnectFour.Params(random_opening=random_opening))
     generator = torch.Generator().manual_seed(0)
     ts = env.reset(seed=0)
     in_step = 0.0
@@ -105,16 +108,20 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=4096, help="E, instances of the batched env")
     parser.add_argument("--seconds", type=float, default=10.0, help="time each side for about this long")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--random-opening", type=int, default=0, choices=range(7), help="K random plies (0: the plain env)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    batched, batched_cpu, step_cpu, steps = batched_rate(args.num_envs, args.seconds)
+    batched, batched_cpu, step_cpu, steps = batched_rate(args.num_envs, args.seconds, args.random_opening)
     reference, reference_cpu, moves = pettingzoo_rate(args.seconds)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} CPUs, load average {load}; torch threads {args.threads}")
     print("agent-steps per second of wall-clock time and per second of this process's CPU time")
     print(
-        f"  batched ConnectFour E={args.num_envs}: {batched:11,.0f} wall {batched_cpu:11,.0f} CPU ({steps} steps)"
+        f"  batched ConnectFour E={args.num_envs}, random_opening {args.random_opening}: "
+        f"{batched:11,.0f} wall {batched_cpu:11,.0f} CPU ({steps} steps)"
     )
     print(
         f"  PettingZoo connect_four_v3 loop: {reference:11,.0f} wall {reference_cpu:11,.0f} CPU ({moves} moves)"

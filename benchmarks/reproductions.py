@@ -378,11 +378,20 @@ EXPERIMENTS: dict[str, Experiment] = {
     ),
     # Connect Four from the win/loss signal alone (no teaching): PFSP over snapshots and bots with
     # 35% mirror self-play, against latest-only self-play, at equal env steps (about 30 minutes of
-    # one core each, run side by side with --jobs 2); scores count draws as half, both seats
+    # one core each, run side by side with --jobs 2); scores count draws as half, both seats. The
+    # random-openings arm is the bot-share arm whose training games start with 0-6 random plies (still
+    # no teaching: only the win/loss signal), its evaluation games greedy and, as always, from the
+    # empty board; the other arms evaluate sampled
     "connect_four_opponents": Experiment(
         arms=[
             Arm("PFSP (hard) + 35% self-play", "connect_four_pfsp.yaml"),
             Arm("PFSP + 10% bot share", "connect_four_pfsp.yaml", ["opponents.params.bot_share=0.1"]),
+            Arm(
+                "PFSP + 10% bot share, random openings",
+                "connect_four_pfsp.yaml",
+                ["opponents.params.bot_share=0.1", "env.params.random_opening=6",
+                 "opponents.params.eval_policy=greedy"],
+            ),
             Arm(
                 "latest-only self-play",
                 "connect_four_pfsp.yaml",

@@ -33,6 +33,10 @@ Design points the rest of the framework relies on:
 - Designer metrics: `info` holds per-step counters; the loop sums them over
   each episode and `episode_metrics` turns a batch of episode totals into the
   env's designer metrics (a ratio of sums, not a mean of per-step ratios).
+- Evaluation: a `Params` field whose `Field(..., json_schema_extra=
+  {"training_only": True})` marks it as a training device (Connect Four's
+  `random_opening`) is back at its default in `evaluation_params()`, the
+  params the framework builds its evaluation envs with.
 - Determinism and resume: all randomness comes from `self.rng`, one stream
   per instance (`incentive.envs.random`), seeded with `seed + e` for instance
   e, so instance e of a batch behaves exactly like a lone instance seeded
@@ -193,6 +197,22 @@ class BatchedEnv:
                     f"got shape {tuple(value.shape)}"
                 )
         self._pending_task = {k: v.to(self.device) for k, v in task.items()}
+
+    def evaluation_params(self) -> EnvParams:
+        """The env's params for evaluation games: every training-only field back at its default.
+
+        Evaluation measures the game itself, while a training device such as Connect Four's random
+        openings changes the games played. The env's `Params` declares which fields are training-only
+        (`json_schema_extra={"training_only": True}`), next to their description, so every place that
+        builds an evaluation env (bot matches and the minimax ladder, held-out levels) drops them with
+        one call and no knowledge of any env, and the field's doc says so where a user reads it.
+        """
+        reset = {
+            name: field.get_default(call_default_factory=True)
+            for name, field in type(self.params).model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("training_only")
+        }
+        return self.params.model_copy(update=reset)
 
     def episode_metrics(self, totals: dict[str, torch.Tensor]) -> dict[str, float]:
         """Designer metrics from the `info` totals of a batch of finished episodes.

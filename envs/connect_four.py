@@ -29,11 +29,32 @@ left as it was, the mover gets -1, the other player 0, and the episode ends
 outside 0..6 for the acting agent is a ValueError; actions of the agent that
 does not act are ignored whatever they are.
 
+Random openings (`random_opening: K`, default 0: every game starts on the
+empty board). A diversity device for self-play training: with K > 0 every
+game, at every reset (`reset` and each automatic reset in `step`), starts
+with k plies of uniformly random moves, k uniform on 0..K and drawn per game,
+played alternately from player_0 on; the agents first see the position after
+them, and whoever's turn it is moves (player_0 when k is even). The opening
+plies are nobody's actions: no reward and no counter (`moves` counts the
+agents' moves only, so `episode_length` is the agents' part of the game; the
+board's piece count, which decides a full board, includes the opening). K is
+at most 6: before each of its plies at most 5 pieces are on the board, so no
+column is full (a uniform column is a uniform legal move), and with at most
+3 pieces each nobody has four in a row, so every opening leaves a game on.
+Each game's opening comes from its instance's own stream (`self.rng`: K + 1
+draws per game, and only the instances that start a game draw), so instance
+e of a batch plays exactly like a lone instance seeded with seed + e, and a
+checkpoint's `rng` resumes the openings bit for bit. The field is marked
+training-only: evaluation games (`evaluation_params`) start from the empty
+board. An `AECView` of an env with openings is still a valid AEC env (its
+games start from the opening); it no longer plays like PettingZoo's
+`connect_four_v3`, which has no openings.
+
 Per-step `info` counters ([E] float): `player_0_wins`, `player_1_wins` (1 on
 the move that makes four in a row), `draws` (1 on the move that fills the
 board without a winner), `illegal_moves` (1 when the mover played a full
-column) and `moves` (1 on every step, an illegal last move included: its
-episode total is the episode's length).
+column) and `moves` (1 on every agent's move, an illegal last move included:
+its episode total is the episode's length, opening plies not counted).
 
 Designer metrics over the finished episodes: `win_rate/player_0`,
 `win_rate/player_1`, `draw_rate`, `illegal_move_rate` (each the fraction of
@@ -52,7 +73,7 @@ seats' observation planes, updated piece by piece; small lookup tables turn
 (how the move ended, who moved) into rewards, counters and masks with one
 gather each. The observation tensors handed out are never written again (the
 next step writes a copy), so they stay valid; do not modify them in place.
-The game has no randomness.
+The game has no randomness; the random openings are the env's only draws.
 """
 
 from __future__ import annotations
@@ -61,6 +82,7 @@ from typing import ClassVar
 
 import gymnasium
 import torch
+from pydantic import Field
 
 from incentive.envs.base import BatchedEnv, EnvParams, TimeStep
 
@@ -171,8 +193,23 @@ def _tables(device: torch.device) -> dict[str, torch.Tensor]:
     return {name: table.to(device) for name, table in tables.items()}
 
 
+#: The most opening plies: with at most 6 pieces no column is full and nobody has four in a row.
+MAX_OPENING = 6
+
+
 class ConnectFourParams(EnvParams):
-    """Connect Four has no parameters: the board is the standard 6 x 7."""
+    """Connect Four on the standard 6 x 7 board; games may start with random opening plies."""
+
+    random_opening: int = Field(
+        0,
+        ge=0,
+        le=MAX_OPENING,
+        description=(
+            "Most random plies each training game starts with (k uniform on 0..K per game; 0: the empty "
+            "board). At most 6, so nobody can have four. Training only: evaluation games start empty."
+        ),
+        json_schema_extra={"training_only": True},
+    )
 
 
 class ConnectFour(BatchedEnv):
@@ -213,6 +250,13 @@ class ConnectFour(BatchedEnv):
         self._tables = _tables(self.device)
         # flat index of (viewer, instance) in `planes`
         self._plane_base = torch.arange(2 * e, device=self.device).view(2, e) * (CELLS * 2)
+        # random openings: K; the bounds of the K + 1 draws per game (plies, then K columns); the ply
+        # numbers; earlier[j, i]: ply i comes before ply j
+        self._opening = params.random_opening
+        k = self._opening
+        self._opening_high = torch.tensor([[k + 1] + [COLUMNS] * k], device=self.device)
+        self._ply = torch.arange(k, device=self.device)
+        self._earlier = self._ply[None, :] < self._ply[:, None]
 
     # --- views of the state ------------------------------------------------
 
@@ -227,9 +271,40 @@ class ConnectFour(BatchedEnv):
 
     # --- the interface -----------------------------------------------------
 
+    def _play_openings(self, rows: torch.Tensor) -> None:
+        """The random opening plies of the games that start now in the instances `rows` ([m] long).
+
+        Their boards must be empty. Each of them draws K + 1 numbers from its own stream, its number
+        of plies k and K columns, of which the first k are played; the other instances' streams and
+        boards stay as they are. All plies are placed at once: a ply's piece lands at the height of
+        the earlier plies in its column. Only the m rows are computed (a few per step in training).
+        It writes the state tensors in place: the reset that emptied the boards made them anew, so
+        no observation handed out shares them.
+        """
+        draws = self.rng.integers(self._opening_high, self._opening + 1, streams=rows)
+        plies, column = draws[:, 0], draws[:, 1:]  # [m], [m, K]
+        played = self._ply < plies[:, None]  # [m, K]
+        below = (column[:, :, None] == column[:, None, :]) & played[:, None, :] & self._earlier
+        slot = column * STRIDE + below.sum(2)  # [m, K] bit numbers of the pieces
+        pieces = played.long() << slot
+        # player_0 plays the even plies, player_1 the odd ones; distinct bits, so a sum is their union
+        self.boards[rows] = torch.stack([pieces[:, 0::2].sum(1), pieces[:, 1::2].sum(1)], 1)
+        heights = torch.zeros(len(rows), COLUMNS, dtype=torch.int64, device=self.device)
+        heights = heights.scatter_add(1, column, played.long())
+        self.heights[rows] = heights
+        self.full[rows] = ((heights == ROWS).long() << _COLUMN_INDEX.to(self.device)).sum(1)
+        self.moves[rows] = plies
+        self.turn[rows] = plies & 1
+        cell = self._tables["plane_cell"][slot * 2 + self._ply % 2]  # [m, K, 2 viewers]
+        index = (self._plane_base[:, rows].T[:, None, :] + cell).reshape(-1)
+        placed = played[:, :, None].expand(-1, -1, 2).reshape(-1).to(torch.int8)
+        self.planes.view(-1).index_put_((index,), placed, accumulate=True)
+
     def _reset(self) -> TimeStep:
         for key in self.state_keys:
             setattr(self, key, torch.zeros_like(getattr(self, key)))
+        if self._opening:
+            self._play_openings(torch.arange(self.num_envs, device=self.device))
         acting, masks = self._acting_and_masks()
         ts = self._first_step(self._observe(), acting)
         ts.action_mask = masks
@@ -259,7 +334,7 @@ class ConnectFour(BatchedEnv):
             actions: [E, 2] long; only the column of the agent to move is read.
 
         Returns:
-            The `TimeStep`; finished games are already back at the empty board.
+            The `TimeStep`; finished games already start again (after their random opening, if any).
 
         Raises:
             ValueError: the agent to move chose a column outside 0..6.
@@ -301,6 +376,8 @@ class ConnectFour(BatchedEnv):
             self.moves = self.moves * keep
             self.planes = self.planes * keep.to(torch.int8).view(1, -1, 1, 1, 1)
             self.turn = (1 - turn) * keep
+            if self._opening:
+                self._play_openings(terminated.nonzero()[:, 0])
         else:
             self.turn = 1 - turn
         acting, masks = self._acting_and_masks()

@@ -55,17 +55,33 @@ class InstanceRandom:
         """Set instance e's stream from seeds[e] (mixed, so nearby seeds diverge)."""
         self.state = splitmix64(seeds.to(torch.int64).to(self.state.device) * _GAMMA + _GAMMA)
 
-    def bits(self, n: int, *, instance_last: bool = False) -> torch.Tensor:
-        """[E, n] (or [n, E] if `instance_last`) int64 of 64 random bits each; advances every stream by n."""
+    def bits(
+        self, n: int, *, instance_last: bool = False, streams: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[E, n] (or [n, E] if `instance_last`) int64 of 64 random bits each; advances the streams by n.
+
+        Args:
+            n: draws per stream.
+            instance_last: return [n, E] instead of [E, n].
+            streams: [m] distinct long stream indices, or None for all: draw from (and advance) these
+                streams only, one row each in their order ([m, n]). An env that draws only for the instances
+                that start a new episode passes them here, so that each instance's stream depends on
+                its own episodes alone, not on when the others end theirs.
+        """
         offsets = self._offsets.get(n)
         if offsets is None:
             offsets = torch.arange(1, n + 1, dtype=torch.int64, device=self.state.device) * _GAMMA
             self._offsets[n] = offsets
+        state = self.state if streams is None else self.state[streams]
         if instance_last:
-            draws = splitmix64(self.state[None, :] + offsets[:, None])
+            draws = splitmix64(state[None, :] + offsets[:, None])
         else:
-            draws = splitmix64(self.state[:, None] + offsets)
-        self.state = self.state + _signed((n * _GAMMA) % (1 << 64))
+            draws = splitmix64(state[:, None] + offsets)
+        step = _signed((n * _GAMMA) % (1 << 64))
+        if streams is None:
+            self.state = self.state + step
+        else:
+            self.state = self.state.index_add(0, streams, torch.full_like(state, step))
         return draws
 
     def draw_one(self, instance: int) -> int:
@@ -78,9 +94,14 @@ class InstanceRandom:
         """[E, n] float32 uniform on [0, 1), exact multiples of 2**-24."""
         return _shift_right(self.bits(n), 40).to(torch.float32) * (2.0**-24)
 
-    def integers(self, high: torch.Tensor | int, n: int = 1) -> torch.Tensor:
-        """[E, n] int64 uniform on {0, ..., high - 1}; `high` may be [E] or [E, n]."""
+    def integers(
+        self, high: torch.Tensor | int, n: int = 1, *, streams: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[E, n] int64 uniform on {0, ..., high - 1}; `high` may be [E] or [E, n] (or [1, n]).
+
+        With `streams` (as in `bits`), [m, n] draws of those streams only; `high` then [m] or [m, n].
+        """
         high = torch.as_tensor(high, dtype=torch.int64, device=self.state.device)
         if high.dim() == 1:
             high = high[:, None]
-        return _shift_right(self.bits(n), 1) % high
+        return _shift_right(self.bits(n, streams=streams), 1) % high

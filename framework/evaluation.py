@@ -3,7 +3,8 @@
 An env with procedural levels lists `test_levels` (`env.params.levels.test`),
 which training never meets (its `set_task` refuses them). Every
 `evaluate.every` iterations the loop asks the `Evaluator` for metrics: it
-builds a separate copy of the env (same class and params, its own instances,
+builds a separate copy of the env (same class, its `evaluation_params()`:
+the training params less any training-only device, its own instances,
 `allow_test_levels` set), plays exactly one episode on every test level with
 the learner's current policy, and reports the designer metrics of those
 episodes under `designer/test/...` (`test/collective_return`,
@@ -121,7 +122,7 @@ class Evaluator:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One episode on each level: (returns [K, A], info totals name -> [K])."""
         k = len(levels)
-        env = type(self.env)(num_envs=k, params=self.env.params)
+        env = type(self.env)(num_envs=k, params=self.env.evaluation_params())
         env.allow_test_levels = True
         env.set_task({"level": levels})
         ts = env.reset(seed=self.seed)

@@ -434,8 +434,12 @@ def matches_against_bot(
     greedy: bool = False,
     policy: Any = None,
 ) -> torch.Tensor:
-    """`play_matches` of the learner (or `policy`, a wrapper of it) against a fixed bot, half in each seat."""
-    env = type(run.env)(num_envs=games, params=run.env.params)
+    """`play_matches` of the learner (or `policy`, a wrapper of it) against a fixed bot, half in each seat.
+
+    The games are played with the env's `evaluation_params()`: without training-only devices such as
+    Connect Four's random openings, so they measure the game itself, from its usual start.
+    """
+    env = type(run.env)(num_envs=games, params=run.env.evaluation_params())
     me = policy if policy is not None else SnapshotPolicy(run.learner, run.agents, seed, greedy=greedy)
     other = make_bot_policy(
         bot_id,

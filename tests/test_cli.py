@@ -74,6 +74,14 @@ def test_missing_file(capsys, tmp_path: Path):
         ({"env__params": {"episode_lenght": 4}}, ["unknown field 'env.params.episode_lenght'"]),
         ({"env__params": {"episode_length": 0}}, ["field 'env.params.episode_length'"]),
         (
+            {"env": {"id": "connect_four", "num_envs": 8, "params": {"random_opening": 7}}},
+            ["field 'env.params.random_opening'", "less than or equal to 6"],
+        ),
+        (
+            {"env": {"id": "connect_four", "num_envs": 8, "params": {"random_opening": -1}}},
+            ["field 'env.params.random_opening'", "greater than or equal to 0"],
+        ),
+        (
             {"incentives": [{"plugin": "reward_shring"}]},
             ["field 'incentives.0.plugin'", "Did you mean 'reward_sharing'"],
         ),

@@ -478,6 +478,21 @@ def test_every_reproduction_arm_loads_as_a_recipe_and_plr_arms_share_their_budge
         assert conv_data == mlp_data
 
 
+def test_connect_four_random_openings_arm_is_the_bot_share_arm_with_openings_and_greedy_games():
+    reproductions = load_reproductions()
+    arms = {arm.label: arm for arm in reproductions.EXPERIMENTS["connect_four_opponents"].arms}
+    base, openings = (
+        load_recipe(reproductions.RECIPES / arms[label].recipe, arms[label].overrides).model_dump()
+        for label in ("PFSP + 10% bot share", "PFSP + 10% bot share, random openings")
+    )
+    assert base["opponents"]["params"]["bot_share"] == 0.1
+    assert openings["env"]["params"] == {"random_opening": 6} and base["env"]["params"] == {}
+    assert openings["opponents"]["params"].pop("eval_policy") == "greedy"
+    assert "eval_policy" not in base["opponents"]["params"]
+    openings["env"]["params"] = {}
+    assert openings == base
+
+
 def test_reproductions_tables_from_earlier_run_directories(tmp_path: Path):
     reproductions = load_reproductions()
     experiment = reproductions.Experiment(

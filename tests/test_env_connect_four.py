@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -24,6 +26,7 @@ from incentive.envs.connect_four_bots import (
 )
 from incentive.envs.matrix_games import PrisonersDilemma
 from incentive.envs.pettingzoo_aec_view import AECView
+from incentive.envs.random import InstanceRandom
 
 # a full board without four in a row (found by letting two one-ply bots play)
 DRAW = [6, 5, 1, 5, 6, 0, 4, 2, 6, 6, 1, 5, 5, 3, 4, 6, 4, 4, 6, 2, 2, 0]
@@ -224,12 +227,256 @@ def test_observations_are_not_changed_by_later_steps():
     assert int(ts2.obs["player_0"].sum()) == 1
 
 
+# --- random openings ---------------------------------------------------------
+
+# sha256 of 120 steps of random play in 32 instances (`_random_play_digest`), recorded with the env as
+# it was before random openings existed: random_opening 0 must play exactly those games
+NO_OPENING_DIGEST = "3ed213e101be9eee857d01351939b7433d086be20fcca8f103728963f0212e6e"
+# chi-square with 6 degrees of freedom: P(X > 22.46) = 0.001
+CHI2_6_LIMIT = 22.46
+
+
+def opening(k: int, num_envs: int = 1) -> ConnectFour:
+    return ConnectFour(num_envs=num_envs, params=ConnectFour.Params(random_opening=k))
+
+
+def _random_play_digest(env: ConnectFour) -> str:
+    """Everything the env hands out over 120 steps of random legal play, and its final state, hashed."""
+    h = hashlib.sha256()
+    ts = env.reset(seed=3)
+    bot = RandomBot(generator=torch.Generator().manual_seed(0))
+    seats = torch.ones(env.num_envs, 2, dtype=torch.bool)
+    for _ in range(120):
+        for part in (*ts.obs.values(), *ts.action_mask.values(), ts.acting, ts.reward, ts.terminated):
+            h.update(part.numpy().tobytes())
+        for value in (ts.info or {}).values():
+            h.update(value.numpy().tobytes())
+        ts = env.step(bot.act(ts.obs, ts.action_mask, seats))
+    for value in env.state_dict().values():
+        h.update(value.numpy().tobytes())
+    return h.hexdigest()
+
+
+def chi_square(counts: torch.Tensor) -> float:
+    expected = counts.sum() / len(counts)
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def _opening_draws(seeds: torch.Tensor, k: int, games: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(plies [E], columns [E, k]) of each of the first `games` games, from streams seeded `seeds`."""
+    rng = InstanceRandom(len(seeds))
+    rng.seed(seeds)
+    high = torch.tensor([[k + 1] + [7] * k])
+    out = []
+    for _ in range(games):
+        draws = rng.integers(high, k + 1)
+        out.append((draws[:, 0], draws[:, 1:]))
+    return out
+
+
+def check_positions(env: ConnectFour, ts, plies: torch.Tensor) -> None:
+    """Every instance shows a legal position of `plies` pieces, the game on and the right player to move."""
+    p0, p1 = ts.obs["player_0"].long(), ts.obs["player_1"].long()
+    assert torch.equal(p0, p1.flip(-1))  # the same board from both sides
+    assert int((p0[..., 0] * p0[..., 1]).sum()) == 0  # no cell holds two pieces
+    occupied = p0.sum(-1)  # [E, 6, 7], row 0 the top
+    assert bool((occupied[:, :-1] <= occupied[:, 1:]).all())  # no piece above an empty cell
+    assert torch.equal(occupied.sum((1, 2)), plies)
+    assert torch.equal(env.heights, occupied.sum(1))
+    # player_0 played plies 0, 2, 4, player_1 plies 1, 3, 5; the player to move is plies % 2
+    assert torch.equal(p0[..., 0].sum((1, 2)), (plies + 1) // 2)
+    assert torch.equal(p0[..., 1].sum((1, 2)), plies // 2)
+    mover = plies % 2
+    assert torch.equal(ts.acting, torch.stack([mover == 0, mover == 1], 1))
+    own, theirs = board_from_planes(torch.where((mover == 0)[:, None, None, None], p0, p1))
+    assert torch.equal(env.boards.gather(1, mover[:, None])[:, 0], own)
+    assert not bool(has_four(own).any() | has_four(theirs).any())
+    legal = occupied[:, 0] == 0  # the top cell is free
+    for seat, agent in enumerate(env.possible_agents):
+        expected = torch.where((mover == seat)[:, None], legal, torch.ones_like(legal))
+        assert torch.equal(ts.action_mask[agent], expected)
+
+
+def test_no_opening_plays_exactly_the_recorded_games():
+    assert _random_play_digest(make(32)) == NO_OPENING_DIGEST
+    assert _random_play_digest(opening(0, 32)) == NO_OPENING_DIGEST
+
+
+def test_opening_lengths_are_uniform_and_positions_legal():
+    env = opening(6, 7000)
+    ts = env.reset(seed=0)
+    plies = ts.obs["player_0"].long().sum((1, 2, 3))
+    check_positions(env, ts, plies)
+    lengths = torch.bincount(plies, minlength=7).double()
+    assert len(lengths) == 7 and chi_square(lengths) < CHI2_6_LIMIT, lengths
+    columns = ts.obs["player_0"].long().sum((1, 3)).sum(0).double()  # pieces per column, all instances
+    assert chi_square(columns) < CHI2_6_LIMIT, columns
+    assert torch.equal(env.moves, plies)
+
+
+def test_opening_is_the_drawn_columns_played_in_order():
+    """k and the columns come from the instance's own stream; playing them by hand gives the same board."""
+    num_envs, seed = 40, 9
+    env = opening(6, num_envs)
+    ts = env.reset(seed=seed)
+    [(plies, columns)] = _opening_draws(seed + torch.arange(num_envs), 6)
+    assert int(plies.min()) == 0 and int(plies.max()) == 6
+    for e in range(num_envs):
+        by_hand = make()
+        hand = play(by_hand, columns[e, : plies[e]].tolist())[-1]
+        for agent in env.possible_agents:
+            assert torch.equal(ts.obs[agent][e], hand.obs[agent][0])
+            assert torch.equal(ts.action_mask[agent][e], hand.action_mask[agent][0])
+        assert torch.equal(ts.acting[e], hand.acting[0])
+        for key in ("boards", "heights", "full", "turn", "moves"):  # `planes` is the observations
+            assert torch.equal(getattr(env, key)[e], getattr(by_hand, key)[0]), key
+
+
+def test_six_plies_in_one_column_fill_it():
+    seeds = torch.arange(1_000_000)
+    [(plies, columns)] = _opening_draws(seeds, 6)
+    seed = int(((plies == 6) & (columns == columns[:, :1]).all(1)).nonzero()[0, 0])  # about 1 in 7**6
+    env = opening(6)
+    ts = env.reset(seed=seed)
+    column = int(columns[seed, 0])
+    assert env.full.tolist() == [1 << column] and int(env.heights[0, column]) == 6
+    check_positions(env, ts, torch.tensor([6]))
+    assert not bool(ts.action_mask["player_0"][0, column])
+
+
+def test_auto_reset_plays_the_next_games_opening():
+    """A lone instance draws K + 1 numbers per game, at every game's start and nowhere else."""
+    env, seed = opening(6), 4
+    ts = env.reset(seed=seed)
+    games = _opening_draws(torch.tensor([seed]), 6, games=12)
+    bot = RandomBot(generator=torch.Generator().manual_seed(1))
+    seats = torch.ones(1, 2, dtype=torch.bool)
+    agent_moves, game = 0, 0
+    seen = []
+    while game < 11:
+        plies, columns = games[game]
+        hand = play(make(), columns[0, : plies[0]].tolist())[-1]
+        for agent in env.possible_agents:
+            assert torch.equal(ts.obs[agent], hand.obs[agent])
+        check_positions(env, ts, plies)
+        seen.append(int(plies[0]))
+        while True:
+            ts = env.step(bot.act(ts.obs, ts.action_mask, seats))
+            agent_moves += 1
+            assert float(ts.info["moves"][0]) == 1.0
+            if bool(ts.done[0]):
+                break
+            assert env.rng.state.tolist() == _state_after(seed, game + 1)  # it moves at a game's start only
+        game += 1
+    assert len(set(seen)) > 3
+
+
+def _state_after(seed: int, games: int) -> list[int]:
+    rng = InstanceRandom(1)
+    rng.seed(torch.tensor([seed]))
+    for _ in range(games):
+        rng.bits(7)
+    return rng.state.tolist()
+
+
+def test_episode_length_counts_the_agents_moves_only():
+    env = opening(6, 256)
+    ts = env.reset(seed=2)
+    bot = RandomBot(generator=torch.Generator().manual_seed(2))
+    seats = torch.ones(256, 2, dtype=torch.bool)
+    start = ts.obs["player_0"].long().sum((1, 2, 3))  # pieces of each instance's current game at its start
+    length = torch.zeros(256)
+    lengths, pieces = [], []
+    for _ in range(200):
+        before = ts.obs["player_0"].long().sum((1, 2, 3))
+        ts = env.step(bot.act(ts.obs, ts.action_mask, seats))
+        length += ts.info["moves"]
+        done = ts.done
+        final = ts.final_obs["player_0"].long().sum((1, 2, 3)) if ts.final_obs is not None else None
+        for e in done.nonzero().flatten().tolist():
+            lengths.append(float(length[e]))
+            pieces.append(int(final[e]) - int(start[e]))
+        assert torch.equal(ts.reward.sum(1), torch.zeros(256))
+        assert bool((before[~done] + 1 == ts.obs["player_0"].long().sum((1, 2, 3))[~done]).all())
+        length[done] = 0
+        start = torch.where(done, ts.obs["player_0"].long().sum((1, 2, 3)), start)
+    assert len(lengths) > 500 and lengths == [float(p) for p in pieces]
+
+
+@pytest.mark.parametrize("k", [0, 6])
+def test_batched_openings_equal_single_instances(k):
+    """Instance e of a batch seeded s plays exactly like a lone instance seeded s + e, openings included."""
+    num_envs, seed = 4, 21
+    batched, singles = opening(k, num_envs), [opening(k) for _ in range(num_envs)]
+    ts = batched.reset(seed=seed)
+    single_ts = [single.reset(seed=seed + e) for e, single in enumerate(singles)]
+    generator = torch.Generator().manual_seed(5)
+    ends = 0
+    for _ in range(150):
+        for e, one in enumerate(single_ts):
+            for agent in batched.possible_agents:
+                assert torch.equal(ts.obs[agent][e], one.obs[agent][0])
+                assert torch.equal(ts.action_mask[agent][e], one.action_mask[agent][0])
+            assert torch.equal(ts.acting[e], one.acting[0])
+        legal = ts.action_mask["player_0"] & ts.action_mask["player_1"]
+        actions = torch.multinomial(legal.float(), 1, generator=generator).expand(-1, 2)
+        ts = batched.step(actions)
+        single_ts = [single.step(actions[e : e + 1]) for e, single in enumerate(singles)]
+        for e, one in enumerate(single_ts):
+            assert torch.equal(ts.reward[e], one.reward[0])
+            assert bool(ts.terminated[e]) == bool(one.terminated[0])
+        ends += int(ts.done.sum())
+    assert ends > 10
+
+
+def test_state_dict_resumes_openings_exactly():
+    env, twin = opening(6, 8), opening(6, 8)
+    generator = torch.Generator().manual_seed(1)
+    ts = env.reset(seed=5)
+    twin.reset(seed=99)
+    bot = RandomBot(generator=generator)
+    seats = torch.ones(8, 2, dtype=torch.bool)
+    for _ in range(9):
+        ts = env.step(bot.act(ts.obs, ts.action_mask, seats))
+    twin.load_state_dict(env.state_dict())
+    ends = 0
+    for _ in range(80):
+        actions = bot.act(ts.obs, ts.action_mask, seats)
+        ts, other = env.step(actions), twin.step(actions)
+        ends += int(ts.done.sum())
+        assert torch.equal(ts.reward, other.reward)
+        for agent in env.possible_agents:
+            assert torch.equal(ts.obs[agent], other.obs[agent])
+    assert ends > 5
+
+
+def test_evaluation_params_start_from_the_empty_board():
+    env = opening(6, 4)
+    params = env.evaluation_params()
+    assert params.random_opening == 0 and env.params.random_opening == 6
+    ts = ConnectFour(num_envs=4, params=params).reset(seed=0)
+    assert int(ts.obs["player_0"].sum()) == 0
+    assert make().evaluation_params() == ConnectFour.Params()
+
+
+@pytest.mark.parametrize("k", [-1, 7])
+def test_random_opening_out_of_range_is_rejected(k):
+    with pytest.raises(ValueError, match="random_opening"):
+        ConnectFour.Params(random_opening=k)
+
+
 # --- the AEC view against PettingZoo -----------------------------------------
 
 
 def test_aec_view_passes_pettingzoo_api_and_seed_tests():
     api_test(AECView(make()), num_cycles=200)
     seed_test(lambda: AECView(make()), num_cycles=100)
+
+
+def test_aec_view_of_openings_is_still_a_valid_aec_env():
+    """With openings the view's games start mid-way (either player to move); the API still holds."""
+    api_test(AECView(opening(6)), num_cycles=200)
+    seed_test(lambda: AECView(opening(6)), num_cycles=100)
 
 
 def _same_state(mine: AECView, ref) -> None:

@@ -16,6 +16,7 @@ from incentive.plugin_manager import make_plugin_manager
 from incentive.population import (
     SnapshotPolicy,
     elo_update,
+    matches_against_bot,
     pfsp_weights,
     play_matches,
     score,
@@ -419,6 +420,31 @@ def test_eval_policy_plays_the_evaluation_games_sampled_or_greedy(tmp_path, poli
     assert greedy != sampled  # the untrained learner: the two ways of playing differ on these games
     got = plugin.designer_values(run)["designer/win_rate/random"]
     assert got == (greedy if policy == "greedy" else sampled)
+
+
+class _FirstBoards:
+    """Wraps a policy and keeps the pieces on each board the first time it is asked to act."""
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+        self.pieces: torch.Tensor | None = None
+
+    def act(self, obs, action_mask, seats):
+        if self.pieces is None:
+            self.pieces = obs["player_0"].long().sum((1, 2, 3))
+        return self.policy.act(obs, action_mask, seats)
+
+
+def test_evaluation_games_start_from_the_empty_board_when_training_has_openings(tmp_path):
+    env = {"id": "connect_four", "num_envs": 64, "params": {"random_opening": 6}}
+    path = _recipe(tmp_path, env, {"plugin": "self_play", "params": {"eval_bots": ["random"]}})
+    training, _ = _training(tmp_path, path)
+    run = training.context
+    training_boards = training.env.reset(seed=0).obs["player_0"].sum((1, 2, 3))
+    assert int((training_boards > 0).sum()) > 32  # the training games have openings
+    me = _FirstBoards(SnapshotPolicy(run.learner, run.agents, 0))
+    result = matches_against_bot(run, "random", games=64, seed=3, policy=me)
+    assert result.shape == (64, 2) and me.pieces.tolist() == [0] * 64
 
 
 def test_pfsp_samples_opponents_by_its_weights(tmp_path):

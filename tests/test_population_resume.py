@@ -27,6 +27,24 @@ CASES = {
             },
         },
     ),
+    # the same with random openings: every game's opening plies come from the env's per-instance
+    # streams, which the checkpoint must carry; the evaluation games start from the empty board
+    "connect_four_pfsp_openings": (
+        {"id": "connect_four", "num_envs": 16, "params": {"random_opening": 6}},
+        {
+            "plugin": "pfsp",
+            "params": {
+                "snapshot_every": 1,
+                "max_snapshots": 2,
+                "keep_first": False,
+                "bots": ["random"],
+                "self_play_share": 0.2,
+                "evaluate_every": 5,
+                "eval_bots": ["random"],
+                "eval_episodes": 16,
+            },
+        },
+    ),
     # the league: two exploiters that train and reset, their snapshots, pairwise payoffs
     "kuhn_league": (
         {"id": "kuhn_poker", "num_envs": 32},

@@ -62,3 +62,22 @@ def test_uniform_and_integers_ranges():
     k = rng.integers(torch.arange(1, 65), 20)
     assert (k >= 0).all() and (k < torch.arange(1, 65)[:, None]).all()
     assert rng.integers(3, 1000).unique().tolist() == [0, 1, 2]
+
+
+def test_streams_draw_and_advance_only_the_chosen_streams():
+    """Only the chosen streams draw and move; each draws what it would alone."""
+    rng = InstanceRandom(3)
+    rng.seed(torch.arange(3) + 7)
+    lone = [InstanceRandom(1) for _ in range(3)]
+    for e, one in enumerate(lone):
+        one.seed(torch.tensor([7 + e]))
+    start = rng.state.clone()
+    first = rng.bits(4, streams=torch.tensor([2, 0]))
+    assert first.shape == (2, 4)
+    assert torch.equal(first[0], lone[2].bits(4)[0]) and torch.equal(first[1], lone[0].bits(4)[0])
+    assert rng.state[1] == start[1]
+    assert torch.equal(rng.bits(3), torch.cat([one.bits(3) for one in lone]))
+    assert torch.equal(rng.state, torch.cat([one.state for one in lone]))
+    k = rng.integers(torch.tensor([[5, 2]]), 2, streams=torch.tensor([1]))
+    assert k.shape == (1, 2) and 0 <= k[0, 0] < 5 and 0 <= k[0, 1] < 2
+    assert rng.state[0] == lone[0].state[0] and rng.state[1] != lone[1].state[0]
