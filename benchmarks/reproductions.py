@@ -387,6 +387,11 @@ EXPERIMENTS: dict[str, Experiment] = {
             Arm("PFSP (hard) + 35% self-play", "connect_four_pfsp.yaml"),
             Arm("PFSP + 10% bot share", "connect_four_pfsp.yaml", ["opponents.params.bot_share=0.1"]),
             Arm(
+                "PFSP + 10% bot share, entropy 0.05",
+                "connect_four_pfsp.yaml",
+                ["opponents.params.bot_share=0.1", "learner.ent_coef=0.05", "opponents.params.eval_policy=greedy"],
+            ),
+            Arm(
                 "PFSP + 10% bot share, random openings",
                 "connect_four_pfsp.yaml",
                 ["opponents.params.bot_share=0.1", "env.params.random_opening=6",

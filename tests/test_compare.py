@@ -493,6 +493,19 @@ def test_connect_four_random_openings_arm_is_the_bot_share_arm_with_openings_and
     assert openings == base
 
 
+def test_the_connect_four_entropy_arm_is_the_bot_share_arm_with_more_entropy_and_greedy_evaluations():
+    reproductions = load_reproductions()
+    arms = {arm.label: arm for arm in reproductions.EXPERIMENTS["connect_four_opponents"].arms}
+    base, entropy = (
+        load_recipe(reproductions.RECIPES / arms[label].recipe, arms[label].overrides).model_dump()
+        for label in ("PFSP + 10% bot share", "PFSP + 10% bot share, entropy 0.05")
+    )
+    assert (base["learner"]["ent_coef"], entropy["learner"]["ent_coef"]) == (0.01, 0.05)
+    assert entropy["opponents"]["params"].pop("eval_policy") == "greedy"
+    entropy["learner"]["ent_coef"] = 0.01
+    assert entropy == base
+
+
 def test_reproductions_tables_from_earlier_run_directories(tmp_path: Path):
     reproductions = load_reproductions()
     experiment = reproductions.Experiment(
